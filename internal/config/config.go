@@ -1,0 +1,128 @@
+// Package config turns the environment of a `go run mage.go` invocation
+// into a pipeline configuration. Every environment variable the pipeline
+// reads is listed in Vars: that table is the one place they are documented
+// (README.md and RELEASE.md print it via `go run mage.go env`).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/halvm/halvm-release/internal/epoch"
+	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/pins"
+)
+
+// Var documents one environment variable.
+type Var struct {
+	Name    string
+	Default string
+	Doc     string
+}
+
+// Vars is every environment variable the pipeline reads.
+var Vars = []Var{
+	{"HALVM_LOCK", "pins/halvm.lock", "the lock file pinning every input"},
+	{"HALVM_RELEASE", "1", "package release number (the 1 of 2.4.3-1)"},
+	{"HALVM_FLAVOURS", "halvm,halvm-gmp", "comma-separated flavours to build"},
+	{"HALVM_OUT", "dist", "output directory (ledger.json, packages, repositories, reports)"},
+	{"HALVM_CACHE", "$XDG_CACHE_HOME/halvm-release", "content-addressed cache of fetched inputs and build steps"},
+	{"HALVM_WORK", "/var/tmp/halvm-build", "fixed build root (paths baked into the toolchain start here)"},
+	{"HALVM_MIRROR", "", "air-gapped mirror: a directory of bare repositories and files, or a URL prefix"},
+	{"HALVM_SKIP", "", "stages to skip, as stage=reason pairs separated by ';' (a run with skips is a snapshot)"},
+	{epoch.Var, "from the lock", "overrides the lock's epoch (decimal seconds; malformed is an error)"},
+}
+
+// Getenv is how config reads the environment (tests replace it).
+type Getenv func(string) string
+
+func get(env Getenv, name string) string {
+	if v := env(name); v != "" {
+		return v
+	}
+	for _, v := range Vars {
+		if v.Name == name && !strings.Contains(v.Default, "$") && !strings.HasPrefix(v.Default, "from ") {
+			return v.Default
+		}
+	}
+	return ""
+}
+
+// LockPath is the lock file named by the environment.
+func LockPath(env Getenv) string { return get(env, "HALVM_LOCK") }
+
+// Load reads the lock named by the environment and builds the plan's
+// configuration, reporting every problem at once.
+func Load(env Getenv) (pipeline.Config, *pins.Lock, error) {
+	if env == nil {
+		env = os.Getenv
+	}
+	var errs []error
+	lockPath := LockPath(env)
+	lock, err := pins.LoadFile(lockPath)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cfg := pipeline.Config{LockPath: lockPath, OutDir: get(env, "HALVM_OUT"), WorkDir: get(env, "HALVM_WORK")}
+	cfg.CacheDir = env("HALVM_CACHE")
+	if cfg.CacheDir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("HALVM_CACHE is unset and there is no user cache directory: set HALVM_CACHE"))
+		}
+		cfg.CacheDir = filepath.Join(base, "halvm-release")
+	}
+	rel, err := strconv.Atoi(get(env, "HALVM_RELEASE"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("HALVM_RELEASE=%q: want a whole number", env("HALVM_RELEASE")))
+	}
+	cfg.Release = rel
+	for _, f := range strings.Split(get(env, "HALVM_FLAVOURS"), ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			cfg.Flavours = append(cfg.Flavours, f)
+		}
+	}
+	if s := env("HALVM_SKIP"); s != "" {
+		cfg.Skip = map[string]string{}
+		for _, item := range strings.Split(s, ";") {
+			stage, why, ok := strings.Cut(item, "=")
+			stage = strings.TrimSpace(stage)
+			if !ok || stage == "" || strings.TrimSpace(why) == "" {
+				errs = append(errs, fmt.Errorf("HALVM_SKIP: %q: want stage=reason", item))
+				continue
+			}
+			cfg.Skip[stage] = strings.TrimSpace(why)
+		}
+	}
+	if lock != nil {
+		cfg.Version = lock.Release.Version
+		cfg.Epoch = lock.Release.Epoch()
+	}
+	if v := env(epoch.Var); v != "" {
+		t, err := epoch.Parse(v)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cfg.Epoch = t
+	}
+	if len(errs) > 0 {
+		return cfg, lock, errors.Join(errs...)
+	}
+	return cfg, lock, nil
+}
+
+// PrintVars writes the table of environment variables.
+func PrintVars(w io.Writer) {
+	for _, v := range Vars {
+		def := v.Default
+		if def == "" {
+			def = "(unset)"
+		}
+		fmt.Fprintf(w, "%-18s %-32s %s\n", v.Name, def, v.Doc)
+	}
+}

@@ -1,0 +1,46 @@
+package config
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func envOf(m map[string]string) Getenv { return func(k string) string { return m[k] } }
+
+func TestLoadDefaults(t *testing.T) {
+	cfg, lock, err := Load(envOf(map[string]string{"HALVM_LOCK": "../../pins/halvm.lock", "HALVM_CACHE": "/tmp/c"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Version != "2.4.3" || cfg.Release != 1 || cfg.Epoch.Unix() != lock.Release.SourceDateEpoch || cfg.OutDir != "dist" || len(cfg.Flavours) != 2 {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+}
+
+func TestLoadReportsEveryProblem(t *testing.T) {
+	_, _, err := Load(envOf(map[string]string{"HALVM_LOCK": "/nonexistent.lock", "HALVM_CACHE": "/tmp/c", "HALVM_RELEASE": "x", "HALVM_SKIP": "sign", "SOURCE_DATE_EPOCH": "1.5"}))
+	if err == nil {
+		t.Fatal("bad environment accepted")
+	}
+	for _, w := range []string{"reading lock file", `HALVM_RELEASE="x"`, `HALVM_SKIP: "sign": want stage=reason`, "SOURCE_DATE_EPOCH"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in %v", w, err)
+		}
+	}
+}
+
+func TestEpochOverride(t *testing.T) {
+	cfg, _, err := Load(envOf(map[string]string{"HALVM_LOCK": "../../pins/halvm.lock", "HALVM_CACHE": "/tmp/c", "SOURCE_DATE_EPOCH": "86400", "HALVM_SKIP": "sign=no keys here; image = no registry"}))
+	if err != nil || cfg.Epoch.Unix() != 86400 || cfg.Skip["image"] != "no registry" || cfg.Skip["sign"] != "no keys here" {
+		t.Fatalf("cfg = %+v err = %v", cfg, err)
+	}
+}
+
+func TestPrintVars(t *testing.T) {
+	var b bytes.Buffer
+	PrintVars(&b)
+	if !strings.Contains(b.String(), "HALVM_LOCK") || !strings.Contains(b.String(), "SOURCE_DATE_EPOCH") {
+		t.Fatal(b.String())
+	}
+}

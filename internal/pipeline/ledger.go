@@ -1,0 +1,255 @@
+package pipeline
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+)
+
+// Kind says what an artifact is.
+type Kind string
+
+const (
+	KindSource       Kind = "source"        // a fetched, verified input
+	KindTreeManifest Kind = "tree-manifest" // manifest of an installed toolchain tree
+	KindDeb          Kind = "deb"
+	KindRPM          Kind = "rpm"
+	KindAptRepo      Kind = "apt-repo"
+	KindDnfRepo      Kind = "dnf-repo"
+	KindOCILayout    Kind = "oci-layout"
+	KindOCIImage     Kind = "oci-image"
+	KindSPDX         Kind = "sbom-spdx"
+	KindCycloneDX    Kind = "sbom-cyclonedx"
+	KindProvenance   Kind = "provenance"
+	KindChecksums    Kind = "checksums"
+	KindSignature    Kind = "signature"
+	KindKey          Kind = "public-key"
+	KindReport       Kind = "report"
+)
+
+// Artifact is one thing a stage produced. Path is relative to the output
+// directory when the artifact lives there.
+type Artifact struct {
+	Kind    Kind   `json:"kind"`
+	Name    string `json:"name"`
+	Flavour string `json:"flavour,omitempty"`
+	Path    string `json:"path,omitempty"`
+	Size    int64  `json:"size"`
+	SHA256  string `json:"sha256"`
+	Stage   string `json:"stage,omitempty"`
+}
+
+// Status of a stage. A skipped or not-run stage never counts as passed.
+type Status string
+
+const (
+	Passed  Status = "passed"
+	Failed  Status = "failed"
+	Skipped Status = "skipped"
+	NotRun  Status = "not-run"
+)
+
+// StageRecord is what the ledger keeps of a stage: its status and, when it
+// did not pass, why.
+type StageRecord struct {
+	Name   string `json:"name"`
+	Status Status `json:"status"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Ledger is the typed record of a run. It is safe for concurrent use.
+type Ledger struct {
+	mu        sync.Mutex
+	artifacts []Artifact
+	stages    []StageRecord
+	snapshot  bool
+}
+
+// Add records an artifact, replacing an earlier one of the same kind, name
+// and flavour (a re-run of a stage updates its record).
+func (l *Ledger) Add(a Artifact) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, old := range l.artifacts {
+		if old.Kind == a.Kind && old.Name == a.Name && old.Flavour == a.Flavour {
+			l.artifacts[i] = a
+			return
+		}
+	}
+	l.artifacts = append(l.artifacts, a)
+}
+
+// AddFile hashes the file at path and records it. rel is the path recorded
+// (relative to the output directory).
+func (l *Ledger) AddFile(kind Kind, name, flavour, path, rel string) (Artifact, error) {
+	size, sum, err := HashFile(path)
+	if err != nil {
+		return Artifact{}, fmt.Errorf("ledger: recording %s %s: %w", kind, name, err)
+	}
+	a := Artifact{Kind: kind, Name: name, Flavour: flavour, Path: filepath.ToSlash(rel), Size: size, SHA256: sum}
+	l.Add(a)
+	return a, nil
+}
+
+// Artifacts returns the recorded artifacts, sorted by kind, name, flavour.
+func (l *Ledger) Artifacts() []Artifact {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := append([]Artifact(nil), l.artifacts...)
+	sortArtifacts(out)
+	return out
+}
+
+// Find returns the artifacts of a kind (and flavour, when not empty).
+func (l *Ledger) Find(kind Kind, flavour string) []Artifact {
+	var out []Artifact
+	for _, a := range l.Artifacts() {
+		if a.Kind == kind && (flavour == "" || a.Flavour == flavour) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// RecordStage sets the outcome of a stage.
+func (l *Ledger) RecordStage(r StageRecord) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r.Status == Skipped {
+		l.snapshot = true
+	}
+	for i, old := range l.stages {
+		if old.Name == r.Name {
+			l.stages[i] = r
+			return
+		}
+	}
+	l.stages = append(l.stages, r)
+}
+
+// Stages returns the stage records in the order they were first recorded.
+func (l *Ledger) Stages() []StageRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]StageRecord(nil), l.stages...)
+}
+
+// Snapshot reports whether any stage was skipped: such a run can never be
+// published as a release.
+func (l *Ledger) Snapshot() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.snapshot
+}
+
+type ledgerFile struct {
+	Format    int           `json:"format"`
+	Snapshot  bool          `json:"snapshot"`
+	Stages    []StageRecord `json:"stages"`
+	Artifacts []Artifact    `json:"artifacts"`
+}
+
+// Encode writes the ledger as indented JSON, artifacts sorted: the same
+// ledger always gives the same bytes.
+func (l *Ledger) Encode(w io.Writer) error {
+	f := ledgerFile{Format: 1, Snapshot: l.Snapshot(), Stages: l.Stages(), Artifacts: l.Artifacts()}
+	if f.Stages == nil {
+		f.Stages = []StageRecord{}
+	}
+	if f.Artifacts == nil {
+		f.Artifacts = []Artifact{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(f)
+}
+
+// WriteFile writes the ledger to path atomically.
+func (l *Ledger) WriteFile(path string) error {
+	var buf bytes.Buffer
+	if err := l.Encode(&buf); err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, buf.Bytes(), 0o644)
+}
+
+// ReadLedger loads a ledger written by WriteFile.
+func ReadLedger(path string) (*Ledger, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading ledger: %w", err)
+	}
+	var f ledgerFile
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("reading ledger %s: %w", path, err)
+	}
+	if f.Format != 1 {
+		return nil, fmt.Errorf("reading ledger %s: format %d is not supported (want 1)", path, f.Format)
+	}
+	return &Ledger{artifacts: f.Artifacts, stages: f.Stages, snapshot: f.Snapshot}, nil
+}
+
+func sortArtifacts(a []Artifact) {
+	sort.Slice(a, func(i, j int) bool {
+		if a[i].Kind != a[j].Kind {
+			return a[i].Kind < a[j].Kind
+		}
+		if a[i].Name != a[j].Name {
+			return a[i].Name < a[j].Name
+		}
+		return a[i].Flavour < a[j].Flavour
+	})
+}
+
+// HashFile returns the size and hex sha256 of a file.
+func HashFile(path string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", fmt.Errorf("hashing %s: %w", path, err)
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// WriteFileAtomic writes data to a temporary file beside path and renames it
+// into place, so a reader never sees a partial file.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,126 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testConfig(t *testing.T) Config {
+	d := t.TempDir()
+	return Config{Version: "2.4.3", Release: 1, Epoch: time.Unix(1544054400, 0), LockPath: "pins/halvm.lock",
+		OutDir: filepath.Join(d, "dist"), CacheDir: filepath.Join(d, "cache"), WorkDir: filepath.Join(d, "work")}
+}
+
+func TestNewPlanReportsEveryProblem(t *testing.T) {
+	_, err := NewPlan(Config{Version: "two", Flavours: []string{"halvm", "halvm", "ghcjs"}, Skip: map[string]string{"sign": " "}})
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, want := range []string{"version", "release", `flavour "halvm" listed twice`, `unknown flavour "ghcjs"`, "SOURCE_DATE_EPOCH", "lock: path is empty", "out: path is empty", `stage "sign" is skipped without a reason`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestPlanDefaultsAndCopies(t *testing.T) {
+	p, err := NewPlan(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(p.Flavours(), ","); got != "halvm,halvm-gmp" {
+		t.Fatalf("flavours = %s", got)
+	}
+	p.Flavours()[0] = "mutated"
+	if p.Flavours()[0] != "halvm" || p.PackageVersion() != "2.4.3-1" || !filepath.IsAbs(p.LockPath()) {
+		t.Fatal("plan is not read-only or not normalized")
+	}
+}
+
+func TestRunRecordsSkipsAndFailures(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Skip = map[string]string{"sign": "local trial without keys"}
+	p, err := NewPlan(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran []string
+	stage := func(name string, err error) Stage {
+		return Stage{Name: name, Run: func(context.Context, Plan, *Ledger) error { ran = append(ran, name); return err }}
+	}
+	var l Ledger
+	var log, events bytes.Buffer
+	err = Run(context.Background(), p, []Stage{
+		stage("preflight", nil), stage("sign", nil), stage("build", errors.New("boom")), stage("publish", nil),
+	}, &l, Options{Log: &log, Events: NewEventLog(&events)})
+	if name, ok := IsStageError(err); !ok || name != "build" {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Join(ran, ",") != "preflight,build" {
+		t.Fatalf("ran %v", ran)
+	}
+	got := map[string]Status{}
+	for _, s := range l.Stages() {
+		got[s.Name] = s.Status
+	}
+	want := map[string]Status{"preflight": Passed, "sign": Skipped, "build": Failed, "publish": NotRun}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("stage %s: %s, want %s", k, got[k], v)
+		}
+	}
+	if !l.Snapshot() {
+		t.Error("a run with a skipped stage is not marked as a snapshot")
+	}
+	if !strings.Contains(log.String(), "sign         skipped: local trial without keys") || strings.Count(events.String(), "\n") != 5 {
+		t.Errorf("log:\n%s\nevents:\n%s", log.String(), events.String())
+	}
+}
+
+func TestRunRejectsUnknownSkip(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Skip = map[string]string{"typo": "x"}
+	p, _ := NewPlan(cfg)
+	if err := Run(context.Background(), p, []Stage{{Name: "a", Run: func(context.Context, Plan, *Ledger) error { return nil }}}, &Ledger{}, Options{}); err == nil || !strings.Contains(err.Error(), "typo") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestLedgerRoundTripIsDeterministic(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "a.deb")
+	os.WriteFile(f, []byte("hello"), 0o644)
+	var l Ledger
+	l.Add(Artifact{Kind: KindRPM, Name: "z"})
+	if _, err := l.AddFile(KindDeb, "halvm", "halvm", f, "a.deb"); err != nil {
+		t.Fatal(err)
+	}
+	l.RecordStage(StageRecord{Name: "packages", Status: Passed})
+	path := filepath.Join(dir, "ledger.json")
+	if err := l.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := ReadLedger(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b bytes.Buffer
+	l.Encode(&a)
+	l2.Encode(&b)
+	if a.String() != b.String() {
+		t.Fatalf("round trip changed the ledger:\n%s\n%s", a.String(), b.String())
+	}
+	deb := l2.Find(KindDeb, "halvm")
+	if len(deb) != 1 || deb[0].Size != 5 || deb[0].SHA256 != "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824" {
+		t.Fatalf("deb = %+v", deb)
+	}
+	if !strings.Contains(a.String(), `"kind": "deb"`) || strings.Index(a.String(), `"deb"`) > strings.Index(a.String(), `"rpm"`) {
+		t.Fatal("artifacts not sorted by kind")
+	}
+}
