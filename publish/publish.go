@@ -1,0 +1,309 @@
+// Package publish owns how a repository tree goes live: a new publication
+// is written complete into a fresh directory beside the live one, verified,
+// and only then made live by atomically renaming a symlink over `current`.
+// Earlier publications stay available for rollback. Killing the publisher
+// at any point leaves `current` pointing at a complete, verified tree.
+//
+// Layout under the publish root:
+//
+//	current -> publications/0003-1f2e3d4c   (symlink, relative)
+//	publications/0001-.../                  complete trees, oldest first
+//	publications/.staging-*/                unfinished work, removed by the next publish
+package publish
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Format is a repository format (apt, dnf) as the publisher sees it.
+type Format interface {
+	// Packages lists the package files of an existing publication (absolute paths).
+	Packages(dir string) ([]string, error)
+	// Write writes a complete repository holding pkgs into the empty directory dst.
+	Write(ctx context.Context, dst string, pkgs []string) error
+	// Verify checks a written repository: signatures and every checksum.
+	Verify(dir string) error
+}
+
+// Options of a publish.
+type Options struct {
+	// Keep is how many publications to keep (at least 2: the live one and
+	// the one a rollback returns to). 0 means 5.
+	Keep int
+	// crash, when set by tests, is called at every step with its name.
+	crash func(step string)
+}
+
+const (
+	currentLink = "current"
+	pubDir      = "publications"
+	stagingPfx  = ".staging-"
+)
+
+// Publish makes a new publication holding the live publication's packages
+// plus pkgs, verifies it, switches `current` to it and prunes old ones. It
+// returns the new publication's name. On any error the live repository is
+// untouched.
+func Publish(ctx context.Context, root string, f Format, pkgs []string, o Options) (string, error) {
+	keep := o.Keep
+	if keep == 0 {
+		keep = 5
+	}
+	if keep < 2 {
+		return "", fmt.Errorf("publish: keep %d publications: want at least 2 (the live one and a rollback target)", keep)
+	}
+	step := func(s string) {
+		if o.crash != nil {
+			o.crash(s)
+		}
+	}
+	pubs := filepath.Join(root, pubDir)
+	if err := os.MkdirAll(pubs, 0o755); err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	if err := removeStaging(pubs); err != nil {
+		return "", err
+	}
+	all := append([]string(nil), pkgs...)
+	live, err := Current(root)
+	if err != nil && !errors.Is(err, ErrNothingPublished) {
+		return "", err
+	}
+	if live != "" {
+		old, err := f.Packages(filepath.Join(pubs, live))
+		if err != nil {
+			return "", fmt.Errorf("publish: listing the packages of the live publication %s: %w", live, err)
+		}
+		all = append(old, all...)
+	}
+	staging, err := os.MkdirTemp(pubs, stagingPfx)
+	if err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	defer os.RemoveAll(staging) // a no-op once renamed
+	step("staging-created")
+	if err := f.Write(ctx, staging, all); err != nil {
+		return "", fmt.Errorf("publish: writing the new publication: %w", err)
+	}
+	step("written")
+	if err := f.Verify(staging); err != nil {
+		return "", fmt.Errorf("publish: the new publication does not verify, nothing was published: %w", err)
+	}
+	step("verified")
+	if err := syncTree(staging); err != nil {
+		return "", fmt.Errorf("publish: syncing the new publication: %w", err)
+	}
+	step("synced")
+	digest, err := treeDigest(staging)
+	if err != nil {
+		return "", err
+	}
+	names, err := List(root)
+	if err != nil {
+		return "", err
+	}
+	seq := 1
+	if len(names) > 0 {
+		seq = seqOf(names[len(names)-1]) + 1
+	}
+	name := fmt.Sprintf("%04d-%s", seq, digest[:12])
+	if err := os.Rename(staging, filepath.Join(pubs, name)); err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	if err := syncDir(pubs); err != nil {
+		return "", err
+	}
+	step("renamed")
+	if err := switchTo(root, name, step); err != nil {
+		return "", err
+	}
+	step("switched")
+	if err := prune(root, keep); err != nil {
+		return name, fmt.Errorf("publish: %s is live, but pruning old publications failed: %w", name, err)
+	}
+	step("pruned")
+	return name, nil
+}
+
+// ErrNothingPublished means the root has no live publication yet.
+var ErrNothingPublished = errors.New("nothing is published yet")
+
+// Current returns the name of the live publication.
+func Current(root string) (string, error) {
+	target, err := os.Readlink(filepath.Join(root, currentLink))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", ErrNothingPublished
+	}
+	if err != nil {
+		return "", fmt.Errorf("publish: reading %s: %w", filepath.Join(root, currentLink), err)
+	}
+	return filepath.Base(target), nil
+}
+
+// List returns the complete publications, oldest first.
+func List(root string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(root, pubDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && seqOf(e.Name()) > 0 {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Slice(names, func(i, j int) bool { return seqOf(names[i]) < seqOf(names[j]) })
+	return names, nil
+}
+
+// Rollback makes the publication before the live one live again (after
+// verifying it) and returns its name. The rolled-back-from publication
+// stays on disk.
+func Rollback(root string, f Format) (string, error) {
+	live, err := Current(root)
+	if err != nil {
+		return "", err
+	}
+	names, err := List(root)
+	if err != nil {
+		return "", err
+	}
+	prev := ""
+	for _, n := range names {
+		if seqOf(n) < seqOf(live) {
+			prev = n
+		}
+	}
+	if prev == "" {
+		return "", fmt.Errorf("publish: %s is the oldest publication kept: there is nothing to roll back to", live)
+	}
+	if err := f.Verify(filepath.Join(root, pubDir, prev)); err != nil {
+		return "", fmt.Errorf("publish: refusing to roll back to %s, it does not verify: %w", prev, err)
+	}
+	return prev, switchTo(root, prev, func(string) {})
+}
+
+// switchTo atomically points `current` at publications/name.
+func switchTo(root, name string, step func(string)) error {
+	tmp := filepath.Join(root, ".current.tmp")
+	_ = os.Remove(tmp)
+	if err := os.Symlink(filepath.Join(pubDir, name), tmp); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	step("symlink-created")
+	if err := os.Rename(tmp, filepath.Join(root, currentLink)); err != nil {
+		return fmt.Errorf("publish: switching %s to %s: %w", currentLink, name, err)
+	}
+	return syncDir(root)
+}
+
+// prune removes the oldest publications beyond keep, never the live one.
+func prune(root string, keep int) error {
+	live, err := Current(root)
+	if err != nil {
+		return err
+	}
+	names, err := List(root)
+	if err != nil {
+		return err
+	}
+	for len(names) > keep {
+		if names[0] != live {
+			if err := os.RemoveAll(filepath.Join(root, pubDir, names[0])); err != nil {
+				return err
+			}
+		}
+		names = names[1:]
+	}
+	return nil
+}
+
+func removeStaging(pubs string) error {
+	entries, err := os.ReadDir(pubs)
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), stagingPfx) {
+			if err := os.RemoveAll(filepath.Join(pubs, e.Name())); err != nil {
+				return fmt.Errorf("publish: removing unfinished %s: %w", e.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+func seqOf(name string) int {
+	n, err := strconv.Atoi(strings.SplitN(name, "-", 2)[0])
+	if err != nil || n <= 0 || !strings.Contains(name, "-") {
+		return 0
+	}
+	return n
+}
+
+// treeDigest hashes the tree's paths, modes and contents (names a publication).
+func treeDigest(dir string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(h, "%s\x00%v\x00", rel, d.Type())
+		if d.Type().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if _, err := io.Copy(h, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("publish: hashing the new publication: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func syncTree(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() || d.IsDir() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return f.Sync()
+		}
+		return nil
+	})
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
