@@ -2,11 +2,11 @@ package publish
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
