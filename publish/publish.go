@@ -56,17 +56,37 @@ const (
 // returns the new publication's name. On any error the live repository is
 // untouched.
 func Publish(ctx context.Context, root string, f Format, pkgs []string, o Options) (string, error) {
+	name, err := Prepare(ctx, root, f, pkgs, o)
+	if err != nil {
+		return "", err
+	}
+	return name, Activate(root, f, name, o)
+}
+
+func (o Options) step(s string) {
+	if o.crash != nil {
+		o.crash(s)
+	}
+}
+
+func (o Options) keep() (int, error) {
 	keep := o.Keep
 	if keep == 0 {
 		keep = 5
 	}
 	if keep < 2 {
-		return "", fmt.Errorf("publish: keep %d publications: want at least 2 (the live one and a rollback target)", keep)
+		return 0, fmt.Errorf("publish: keep %d publications: want at least 2 (the live one and a rollback target)", keep)
 	}
-	step := func(s string) {
-		if o.crash != nil {
-			o.crash(s)
-		}
+	return keep, nil
+}
+
+// Prepare writes and verifies a new publication (the live publication's
+// packages plus pkgs) under publications/ without making it live, and
+// returns its name. The release stages repositories this way and activates
+// them only after the whole release verified.
+func Prepare(ctx context.Context, root string, f Format, pkgs []string, o Options) (string, error) {
+	if _, err := o.keep(); err != nil {
+		return "", err
 	}
 	pubs := filepath.Join(root, pubDir)
 	if err := os.MkdirAll(pubs, 0o755); err != nil {
@@ -92,19 +112,19 @@ func Publish(ctx context.Context, root string, f Format, pkgs []string, o Option
 		return "", fmt.Errorf("publish: %w", err)
 	}
 	defer os.RemoveAll(staging) // a no-op once renamed
-	step("staging-created")
+	o.step("staging-created")
 	if err := f.Write(ctx, staging, all); err != nil {
 		return "", fmt.Errorf("publish: writing the new publication: %w", err)
 	}
-	step("written")
+	o.step("written")
 	if err := f.Verify(staging); err != nil {
 		return "", fmt.Errorf("publish: the new publication does not verify, nothing was published: %w", err)
 	}
-	step("verified")
+	o.step("verified")
 	if err := syncTree(staging); err != nil {
 		return "", fmt.Errorf("publish: syncing the new publication: %w", err)
 	}
-	step("synced")
+	o.step("synced")
 	digest, err := treeDigest(staging)
 	if err != nil {
 		return "", err
@@ -124,16 +144,30 @@ func Publish(ctx context.Context, root string, f Format, pkgs []string, o Option
 	if err := syncDir(pubs); err != nil {
 		return "", err
 	}
-	step("renamed")
-	if err := switchTo(root, name, step); err != nil {
-		return "", err
-	}
-	step("switched")
-	if err := prune(root, keep); err != nil {
-		return name, fmt.Errorf("publish: %s is live, but pruning old publications failed: %w", name, err)
-	}
-	step("pruned")
+	o.step("renamed")
 	return name, nil
+}
+
+// Activate verifies the prepared publication name once more, makes it live
+// and prunes publications beyond Options.Keep.
+func Activate(root string, f Format, name string, o Options) error {
+	keep, err := o.keep()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(root, pubDir, name)
+	if err := f.Verify(dir); err != nil {
+		return fmt.Errorf("publish: refusing to activate %s, it does not verify: %w", name, err)
+	}
+	if err := switchTo(root, name, o.step); err != nil {
+		return err
+	}
+	o.step("switched")
+	if err := prune(root, keep); err != nil {
+		return fmt.Errorf("publish: %s is live, but pruning old publications failed: %w", name, err)
+	}
+	o.step("pruned")
+	return nil
 }
 
 // ErrNothingPublished means the root has no live publication yet.
