@@ -122,7 +122,8 @@ func ReadKey(armoredPrivate []byte, passphrase []byte) (*Key, error) {
 // KeySource says where the secret key and its passphrase come from: the key
 // from a file (File) or an environment variable holding the armored key
 // (Env); the passphrase, if any, from a file (PassphraseFile) or an
-// environment variable (PassphraseEnv). Set at most one of each pair.
+// environment variable (PassphraseEnv). Set at most one of each pair. A
+// passphrase file's final newline is not part of the passphrase.
 type KeySource struct {
 	File, Env                     string
 	PassphraseFile, PassphraseEnv string

@@ -474,3 +474,17 @@ func TestVerify(t *testing.T) {
 		t.Error("a foreign keyring verified the message")
 	}
 }
+
+// BenchmarkClearSign is the cost of signing one InRelease (RSA-3072).
+func BenchmarkClearSign(b *testing.B) {
+	keyOnce.Do(func() { testK, keyErr = Generate("HaLVM Test", "test@halvm.invalid", true, testEpoch) })
+	if keyErr != nil {
+		b.Fatal(keyErr)
+	}
+	data := bytes.Repeat([]byte(message), 20)
+	for b.Loop() {
+		if _, err := testK.ClearSign(data, testEpoch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
