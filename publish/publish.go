@@ -28,10 +28,12 @@ import (
 
 // Format is a repository format (apt, dnf) as the publisher sees it.
 type Format interface {
-	// Packages lists the package files of an existing publication (absolute paths).
-	Packages(dir string) ([]string, error)
-	// Write writes a complete repository holding pkgs into the empty directory dst.
-	Write(ctx context.Context, dst string, pkgs []string) error
+	// Write writes into the empty directory dst a complete repository
+	// holding the packages of the live publication (the directory live, ""
+	// when nothing is published yet) plus pkgs. It must refuse a package
+	// that replaces a live one of the same name, version and architecture
+	// with different bytes.
+	Write(ctx context.Context, dst, live string, pkgs []string) error
 	// Verify checks a written repository: signatures and every checksum.
 	Verify(dir string) error
 }
@@ -95,17 +97,13 @@ func Prepare(ctx context.Context, root string, f Format, pkgs []string, o Option
 	if err := removeStaging(pubs); err != nil {
 		return "", err
 	}
-	all := append([]string(nil), pkgs...)
 	live, err := Current(root)
 	if err != nil && !errors.Is(err, ErrNothingPublished) {
 		return "", err
 	}
+	liveDir := ""
 	if live != "" {
-		old, err := f.Packages(filepath.Join(pubs, live))
-		if err != nil {
-			return "", fmt.Errorf("publish: listing the packages of the live publication %s: %w", live, err)
-		}
-		all = append(old, all...)
+		liveDir = filepath.Join(pubs, live)
 	}
 	staging, err := os.MkdirTemp(pubs, stagingPfx)
 	if err != nil {
@@ -113,7 +111,7 @@ func Prepare(ctx context.Context, root string, f Format, pkgs []string, o Option
 	}
 	defer os.RemoveAll(staging) // a no-op once renamed
 	o.step("staging-created")
-	if err := f.Write(ctx, staging, all); err != nil {
+	if err := f.Write(ctx, staging, liveDir, pkgs); err != nil {
 		return "", fmt.Errorf("publish: writing the new publication: %w", err)
 	}
 	o.step("written")

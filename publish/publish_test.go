@@ -21,12 +21,12 @@ import (
 // of their sha256 written last. Verify checks every line of INDEX.
 type fileRepo struct{ delay time.Duration }
 
-func (fileRepo) Packages(dir string) ([]string, error) {
-	return filepath.Glob(filepath.Join(dir, "pool", "*"))
-}
-
-func (r fileRepo) Write(_ context.Context, dst string, pkgs []string) error {
+func (r fileRepo) Write(_ context.Context, dst, live string, pkgs []string) error {
 	os.MkdirAll(filepath.Join(dst, "pool"), 0o755)
+	if live != "" {
+		old, _ := filepath.Glob(filepath.Join(live, "pool", "*"))
+		pkgs = append(old, pkgs...)
+	}
 	var index []string
 	for _, p := range pkgs {
 		data, err := os.ReadFile(p)
@@ -143,8 +143,8 @@ func TestUnverifiablePublicationIsNotPublished(t *testing.T) {
 
 type brokenRepo struct{ fileRepo }
 
-func (b brokenRepo) Write(ctx context.Context, dst string, pkgs []string) error {
-	if err := b.fileRepo.Write(ctx, dst, pkgs); err != nil {
+func (b brokenRepo) Write(ctx context.Context, dst, live string, pkgs []string) error {
+	if err := b.fileRepo.Write(ctx, dst, live, pkgs); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dst, "pool", filepath.Base(pkgs[len(pkgs)-1])), []byte("tampered"), 0o644)
