@@ -43,7 +43,10 @@ type Artifact struct {
 	Path    string `json:"path,omitempty"`
 	Size    int64  `json:"size"`
 	SHA256  string `json:"sha256"`
-	Stage   string `json:"stage,omitempty"`
+	// Commit is the git commit of a source artifact (which has no file
+	// digest of its own).
+	Commit string `json:"commit,omitempty"`
+	Stage  string `json:"stage,omitempty"`
 }
 
 // Status of a stage. A skipped or not-run stage never counts as passed.

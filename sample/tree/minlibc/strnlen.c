@@ -1,0 +1,10 @@
+/* strnlen.c: minlibc's strnlen (freestanding). */
+#include <stddef.h>
+
+size_t strnlen(const char *s, size_t max)
+{
+	size_t n = 0;
+	while (n < max && s[n])
+		n++;
+	return n;
+}
