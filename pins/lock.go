@@ -193,7 +193,7 @@ func (l *Lock) Pending() []string {
 	var out []string
 	for i, f := range l.Files {
 		if f.Pending != "" {
-			out = append(out, fmt.Sprintf("files[%d] (%s): %s", i, f.Name, f.Pending))
+			out = append(out, fmt.Sprintf("files[%d] (%s): %s (run `go run mage.go pins:update file:%s` on a networked machine)", i, f.Name, f.Pending, f.Name))
 		}
 	}
 	return out

@@ -140,7 +140,7 @@ func refusePending(files []pins.File) error {
 	var errs []error
 	for _, f := range files {
 		if f.Pending != "" {
-			errs = append(errs, fmt.Errorf("file %s: refused: its pin is pending (%s): record its size and sha256 with `go run mage.go pins:update file:%s` on a networked machine",
+			errs = append(errs, fmt.Errorf("file %s: refused: its pin is pending (%s): run `go run mage.go pins:update file:%s` on a networked machine",
 				f.Name, f.Pending, f.Name))
 		}
 	}
@@ -206,4 +206,13 @@ func gitLocation(url, commit string) string {
 		url = "git+" + url
 	}
 	return url + "@" + commit
+}
+
+// FetchFresh is Fetch into dest after removing what a previous fetch left
+// there (a checked-out tree is cheap to recreate from the cache).
+func FetchFresh(ctx context.Context, l *pins.Lock, dest string, o Options) (*Result, error) {
+	if err := os.RemoveAll(dest); err != nil {
+		return nil, fmt.Errorf("fetching sources: removing the previous tree: %w", err)
+	}
+	return Fetch(ctx, l, dest, o)
 }

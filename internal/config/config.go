@@ -126,3 +126,37 @@ func PrintVars(w io.Writer) {
 		fmt.Fprintf(w, "%-18s %-32s %s\n", v.Name, def, v.Doc)
 	}
 }
+
+// Mirror is the air-gapped mirror named by HALVM_MIRROR: either a directory
+// (Dir) or URL prefix mappings "from=to;from=to" (Map).
+type Mirror struct {
+	Dir string
+	Map []pins.Rewrite
+}
+
+// MirrorFromEnv parses HALVM_MIRROR.
+func MirrorFromEnv(env Getenv) (Mirror, error) {
+	v := strings.TrimSpace(env("HALVM_MIRROR"))
+	if v == "" {
+		return Mirror{}, nil
+	}
+	if !strings.Contains(v, "=") {
+		abs, err := filepath.Abs(v)
+		if err != nil {
+			return Mirror{}, err
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			return Mirror{}, fmt.Errorf("HALVM_MIRROR=%q: not a directory (want a mirror directory or from=to;from=to URL prefix mappings)", v)
+		}
+		return Mirror{Dir: abs}, nil
+	}
+	var m Mirror
+	for _, pair := range strings.Split(v, ";") {
+		from, to, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || from == "" || to == "" {
+			return Mirror{}, fmt.Errorf("HALVM_MIRROR: %q: want from=to", pair)
+		}
+		m.Map = append(m.Map, pins.Rewrite{From: from, To: to})
+	}
+	return m, nil
+}

@@ -44,3 +44,20 @@ func TestPrintVars(t *testing.T) {
 		t.Fatal(b.String())
 	}
 }
+
+func TestMirrorFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	m, err := MirrorFromEnv(envOf(map[string]string{"HALVM_MIRROR": dir}))
+	if err != nil || m.Dir != dir {
+		t.Fatalf("%+v %v", m, err)
+	}
+	m, err = MirrorFromEnv(envOf(map[string]string{"HALVM_MIRROR": "https://github.com/=file:///srv/gh/; https://downloads.haskell.org/=http://mirror.internal/hs/"}))
+	if err != nil || len(m.Map) != 2 || m.Map[1].To != "http://mirror.internal/hs/" {
+		t.Fatalf("%+v %v", m, err)
+	}
+	for _, bad := range []string{"/nonexistent/dir", "a=;b"} {
+		if _, err := MirrorFromEnv(envOf(map[string]string{"HALVM_MIRROR": bad})); err == nil {
+			t.Errorf("HALVM_MIRROR=%q accepted", bad)
+		}
+	}
+}
