@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Format is a repository format (apt, dnf) as the publisher sees it.
@@ -43,8 +44,18 @@ type Options struct {
 	// Keep is how many publications to keep (at least 2: the live one and
 	// the one a rollback returns to). 0 means 5.
 	Keep int
-	// crash, when set by tests, is called at every step with its name.
-	crash func(step string)
+	// AfterStep, when set, is called after every step with its name
+	// (Steps lists them): progress reporting, and fault injection in tests.
+	AfterStep func(step string)
+	// clock, when set by tests, replaces time.Now.
+	clock func() time.Time
+}
+
+func (o Options) now() time.Time {
+	if o.clock != nil {
+		return o.clock()
+	}
+	return time.Now()
 }
 
 const (
@@ -65,9 +76,13 @@ func Publish(ctx context.Context, root string, f Format, pkgs []string, o Option
 	return name, Activate(root, f, name, o)
 }
 
+// Steps are the publisher's steps in order, as AfterStep reports them:
+// Prepare's, then Activate's.
+var Steps = []string{"staging-created", "written", "verified", "synced", "renamed", "stamped", "symlink-created", "switched", "pruned"}
+
 func (o Options) step(s string) {
-	if o.crash != nil {
-		o.crash(s)
+	if o.AfterStep != nil {
+		o.AfterStep(s)
 	}
 }
 
@@ -157,7 +172,7 @@ func Activate(root string, f Format, name string, o Options) error {
 	if err := f.Verify(dir); err != nil {
 		return fmt.Errorf("publish: refusing to activate %s, it does not verify: %w", name, err)
 	}
-	if err := switchTo(root, name, o.step); err != nil {
+	if err := switchTo(root, name, o); err != nil {
 		return err
 	}
 	o.step("switched")
@@ -206,6 +221,10 @@ func List(root string) ([]string, error) {
 // verifying it) and returns its name. The rolled-back-from publication
 // stays on disk.
 func Rollback(root string, f Format) (string, error) {
+	return rollback(root, f, Options{})
+}
+
+func rollback(root string, f Format, o Options) (string, error) {
 	live, err := Current(root)
 	if err != nil {
 		return "", err
@@ -226,17 +245,22 @@ func Rollback(root string, f Format) (string, error) {
 	if err := f.Verify(filepath.Join(root, pubDir, prev)); err != nil {
 		return "", fmt.Errorf("publish: refusing to roll back to %s, it does not verify: %w", prev, err)
 	}
-	return prev, switchTo(root, prev, func(string) {})
+	return prev, switchTo(root, prev, o)
 }
 
-// switchTo atomically points `current` at publications/name.
-func switchTo(root, name string, step func(string)) error {
+// switchTo stamps publications/name with the time of the switch (see
+// stampTree) and atomically points `current` at it.
+func switchTo(root, name string, o Options) error {
+	if err := stampTree(filepath.Join(root, pubDir, name), o.now()); err != nil {
+		return fmt.Errorf("publish: stamping %s: %w", name, err)
+	}
+	o.step("stamped")
 	tmp := filepath.Join(root, ".current.tmp")
 	_ = os.Remove(tmp)
 	if err := os.Symlink(filepath.Join(pubDir, name), tmp); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	step("symlink-created")
+	o.step("symlink-created")
 	if err := os.Rename(tmp, filepath.Join(root, currentLink)); err != nil {
 		return fmt.Errorf("publish: switching %s to %s: %w", currentLink, name, err)
 	}
@@ -255,7 +279,14 @@ func prune(root string, keep int) error {
 	}
 	for len(names) > keep {
 		if names[0] != live {
-			if err := os.RemoveAll(filepath.Join(root, pubDir, names[0])); err != nil {
+			// Rename first (atomic): a kill while deleting leaves trash
+			// that the next publish removes, never a half-deleted
+			// publication that looks complete.
+			trash := filepath.Join(root, pubDir, stagingPfx+"pruned-"+names[0])
+			if err := os.Rename(filepath.Join(root, pubDir, names[0]), trash); err != nil {
+				return err
+			}
+			if err := os.RemoveAll(trash); err != nil {
 				return err
 			}
 		}
@@ -312,6 +343,24 @@ func treeDigest(dir string) (string, error) {
 		return "", fmt.Errorf("publish: hashing the new publication: %w", err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// stampTree sets every file's mtime to t, the time it goes live. The files'
+// bytes (and every date inside them) come from SOURCE_DATE_EPOCH and are
+// reproducible; their mtimes are what a web server sends as Last-Modified
+// and compares with If-Modified-Since. Were they the epoch in every
+// publication (or an older publication's time after a rollback), apt and
+// dnf would be told "304 Not Modified" and never see the switch.
+func stampTree(dir string, t time.Time) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() || d.IsDir() {
+			return os.Chtimes(p, t, t)
+		}
+		return nil
+	})
 }
 
 func syncTree(dir string) error {

@@ -155,7 +155,7 @@ func (b brokenRepo) Write(ctx context.Context, dst, live string, pkgs []string) 
 func TestMain(m *testing.M) {
 	if root := os.Getenv("PUBLISH_CHILD_ROOT"); root != "" {
 		at := os.Getenv("PUBLISH_CHILD_CRASH_AT")
-		o := Options{Keep: 3, crash: func(step string) {
+		o := Options{Keep: 3, AfterStep: func(step string) {
 			if step == at {
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			}
@@ -171,11 +171,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// KillPoints are the publisher's steps where a kill -9 is injected.
-var KillPoints = []string{"staging-created", "written", "verified", "synced", "renamed", "symlink-created", "switched", "pruned"}
-
 func TestKillAtEveryStepLeavesAUsableRepository(t *testing.T) {
-	for _, at := range KillPoints {
+	for _, at := range Steps {
 		t.Run(at, func(t *testing.T) {
 			root := t.TempDir()
 			first, err := Publish(context.Background(), root, fileRepo{}, []string{pkg(t, "a_1", "a1")}, Options{Keep: 3})
@@ -240,7 +237,7 @@ func TestServeFollowsTheSwitch(t *testing.T) {
 	if _, err := Publish(ctx, root, fileRepo{}, []string{pkg(t, "a_1", "one")}, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Serve(root, "127.0.0.1:0")
+	s, err := Serve(Handler(root), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,5 +262,33 @@ func TestServeFollowsTheSwitch(t *testing.T) {
 	}
 	if code, body := get("/pool/a_2"); code != 200 || body != "two" {
 		t.Fatalf("GET a_2 after publish = %d %q", code, body)
+	}
+}
+
+func TestSwitchesStampTheLiveTree(t *testing.T) {
+	root := t.TempDir()
+	clock := func(t time.Time) Options { return Options{clock: func() time.Time { return t }} }
+	t1, t2, t3 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC), time.Date(2030, 1, 3, 0, 0, 0, 0, time.UTC)
+	mtime := func() time.Time {
+		fi, err := os.Stat(filepath.Join(root, "current", "INDEX"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.ModTime()
+	}
+	if _, err := Publish(context.Background(), root, fileRepo{}, []string{pkg(t, "a", "a")}, clock(t1)); err != nil {
+		t.Fatal(err)
+	}
+	if !mtime().Equal(t1) {
+		t.Fatalf("INDEX mtime = %v, want the switch time %v (a web server's Last-Modified must change with each switch)", mtime(), t1)
+	}
+	if _, err := Publish(context.Background(), root, fileRepo{}, []string{pkg(t, "b", "b")}, clock(t2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rollback(root, fileRepo{}, clock(t3)); err != nil {
+		t.Fatal(err)
+	}
+	if !mtime().Equal(t3) {
+		t.Fatalf("after rollback INDEX mtime = %v, want %v: clients holding t2 would get 304 Not Modified", mtime(), t3)
 	}
 }

@@ -23,13 +23,14 @@ type Server struct {
 	err chan error
 }
 
-// Serve starts serving root on addr (e.g. 127.0.0.1:0) and returns at once.
-func Serve(root, addr string) (*Server, error) {
+// Serve starts serving h on addr (e.g. 127.0.0.1:0) and returns at once;
+// Handler(root) serves one publish root.
+func Serve(h http.Handler, addr string) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("serving %s: %w", root, err)
+		return nil, fmt.Errorf("serving on %s: %w", addr, err)
 	}
-	s := &Server{URL: "http://" + ln.Addr().String(), srv: &http.Server{Handler: Handler(root), ReadHeaderTimeout: 10 * time.Second}, err: make(chan error, 1)}
+	s := &Server{URL: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, err: make(chan error, 1)}
 	go func() { s.err <- s.srv.Serve(ln) }()
 	return s, nil
 }

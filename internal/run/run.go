@@ -41,7 +41,11 @@ type Error struct {
 	Dir     string
 	Err     error
 	Stderr  string
+	Exit    int // the exit status; -1 when killed by a signal or never started
 }
+
+// ExitCode is the program's exit status, -1 when it was killed or never ran.
+func (e *Error) ExitCode() int { return e.Exit }
 
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -69,7 +73,7 @@ func Run(ctx context.Context, c Cmd) error {
 	}
 	path, err := lookPath(c.Args[0], c.Env)
 	if err != nil {
-		return &Error{Command: redact(quote(c.Args), c.Secrets), Dir: c.Dir, Err: err}
+		return &Error{Command: redact(quote(c.Args), c.Secrets), Dir: c.Dir, Err: err, Exit: -1}
 	}
 	cmd := exec.CommandContext(ctx, path, c.Args[1:]...)
 	cmd.Args[0] = c.Args[0]
@@ -102,6 +106,11 @@ func Run(ctx context.Context, c Cmd) error {
 	if err == nil {
 		return nil
 	}
+	exit := -1
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		exit = ee.ExitCode()
+	}
 	runErr := errors.New(redact(err.Error(), c.Secrets))
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		runErr = fmt.Errorf("%w (%v)", ctxErr, runErr)
@@ -111,6 +120,7 @@ func Run(ctx context.Context, c Cmd) error {
 		Dir:     c.Dir,
 		Err:     runErr,
 		Stderr:  redact(tail.String(), c.Secrets),
+		Exit:    exit,
 	}
 }
 

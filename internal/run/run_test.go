@@ -35,6 +35,9 @@ func TestErrorCarriesStderrAndRedactsSecrets(t *testing.T) {
 		t.Fatalf("want *Error, got %v", err)
 	}
 	msg := err.Error()
+	if re.ExitCode() != 3 {
+		t.Errorf("exit code = %d, want 3", re.ExitCode())
+	}
 	if strings.Contains(msg, secret) || !strings.Contains(msg, "[redacted]") || !strings.Contains(msg, "exit status 3") || !strings.Contains(msg, "bad thing") || !strings.Contains(msg, "in "+os.TempDir()) {
 		t.Fatalf("error message wrong: %s", msg)
 	}

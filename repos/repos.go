@@ -1,0 +1,198 @@
+// Package repos owns the release's two package repositories as users see
+// them: the signed apt repository (package debian) under <root>/apt and the
+// signed dnf repository (package rpm) under <root>/dnf, each published
+// through package publish (staged, verified, switched atomically, rolled
+// back on demand), and served together over HTTP.
+package repos
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/halvm/halvm-release/debian"
+	"github.com/halvm/halvm-release/internal/pgp"
+	"github.com/halvm/halvm-release/publish"
+	"github.com/halvm/halvm-release/rpm"
+)
+
+// Config of the repositories.
+type Config struct {
+	Root    string    // publish root: <Root>/apt and <Root>/dnf
+	URL     string    // where <Root> is served: <URL>/apt and <URL>/dnf
+	Key     *pgp.Key  // the archive key (signs Release and repomd.xml)
+	Epoch   time.Time // SOURCE_DATE_EPOCH
+	Version string    // the HaLVM version (apt Release Version)
+	Keep    int       // publications kept per repository (0: publish's default)
+	// RequireReleaseKey refuses a development key (a real release).
+	RequireReleaseKey bool
+	// AfterStep, when set, is called after every publisher step with the
+	// repository ("apt", "dnf") and the step (see publish.Steps).
+	AfterStep func(repo, step string)
+}
+
+func (c Config) options(repo string) publish.Options {
+	o := publish.Options{Keep: c.Keep}
+	if c.AfterStep != nil {
+		o.AfterStep = func(step string) { c.AfterStep(repo, step) }
+	}
+	return o
+}
+
+func (c Config) check() error {
+	var errs []string
+	if c.Root == "" {
+		errs = append(errs, "no repository root")
+	}
+	if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
+		errs = append(errs, fmt.Sprintf("repository URL %q: want http:// or https://", c.URL))
+	}
+	if c.Key == nil {
+		errs = append(errs, "no archive signing key: repositories are only published signed")
+	}
+	if c.Epoch.IsZero() {
+		errs = append(errs, "no SOURCE_DATE_EPOCH")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("repositories: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// AptDir and DnfDir are the publish roots of the two repositories.
+func (c Config) AptDir() string { return filepath.Join(c.Root, "apt") }
+func (c Config) DnfDir() string { return filepath.Join(c.Root, "dnf") }
+
+// AptRepo describes the apt repository (the URL users put in halvm.sources).
+func (c Config) AptRepo() debian.Repo {
+	return debian.Repo{URL: strings.TrimRight(c.URL, "/") + "/apt", Date: c.Epoch, Version: c.Version}
+}
+
+// DnfOptions describes the dnf repository (the baseurl of halvm.repo).
+func (c Config) DnfOptions() rpm.Options {
+	return rpm.Options{BaseURL: strings.TrimRight(c.URL, "/") + "/dnf", Epoch: c.Epoch}
+}
+
+// Apt is the apt repository as a publish.Format.
+type Apt struct{ Config }
+
+func (a Apt) Write(_ context.Context, dst, live string, debs []string) error {
+	_, err := debian.Write(dst, debian.Input{Repo: a.AptRepo(), Key: a.Key, Debs: debs, Previous: live, RequireReleaseKey: a.RequireReleaseKey})
+	return err
+}
+
+func (a Apt) Verify(dir string) error {
+	_, err := debian.Verify(dir, a.Key.PublicBinary())
+	return err
+}
+
+// Dnf is the dnf repository as a publish.Format.
+type Dnf struct{ Config }
+
+func (d Dnf) Write(_ context.Context, dst, live string, rpms []string) error {
+	if live != "" {
+		old, err := rpmFiles(live)
+		if err != nil {
+			return fmt.Errorf("listing the live dnf repository's packages: %w", err)
+		}
+		rpms = append(old, rpms...)
+	}
+	if d.RequireReleaseKey && d.Key.IsDevelopment() {
+		return fmt.Errorf("key %s is a development key: use the release key", d.Key.Fingerprint())
+	}
+	return rpm.Write(dst, rpms, d.Key, d.DnfOptions())
+}
+
+func (d Dnf) Verify(dir string) error { return rpm.Verify(dir, d.Key.PublicBinary()) }
+
+func rpmFiles(dir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(filepath.Join(dir, "Packages"), func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.Type().IsRegular() && strings.HasSuffix(p, ".rpm") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Staged names the prepared, not yet live, publications.
+type Staged struct{ Apt, Dnf string }
+
+// Prepare writes and verifies new publications of both repositories (the
+// live packages plus debs and rpms) without making them live.
+func Prepare(ctx context.Context, c Config, debs, rpms []string) (Staged, error) {
+	if err := c.check(); err != nil {
+		return Staged{}, err
+	}
+	var s Staged
+	var err error
+	if s.Apt, err = publish.Prepare(ctx, c.AptDir(), Apt{c}, debs, c.options("apt")); err != nil {
+		return Staged{}, fmt.Errorf("apt repository: %w", err)
+	}
+	if s.Dnf, err = publish.Prepare(ctx, c.DnfDir(), Dnf{c}, rpms, c.options("dnf")); err != nil {
+		return Staged{}, fmt.Errorf("dnf repository: %w", err)
+	}
+	return s, nil
+}
+
+// StagedDirs are the directories of staged publications (for verification
+// before they go live).
+func (c Config) StagedDirs(s Staged) (apt, dnf string) {
+	return filepath.Join(c.AptDir(), "publications", s.Apt), filepath.Join(c.DnfDir(), "publications", s.Dnf)
+}
+
+// Activate makes both staged publications live (apt first, then dnf; each
+// switch is atomic).
+func Activate(c Config, s Staged) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	if err := publish.Activate(c.AptDir(), Apt{c}, s.Apt, c.options("apt")); err != nil {
+		return fmt.Errorf("apt repository: %w", err)
+	}
+	if err := publish.Activate(c.DnfDir(), Dnf{c}, s.Dnf, c.options("dnf")); err != nil {
+		return fmt.Errorf("dnf repository: %w (apt is already live with %s: run `go run mage.go repo:rollback` to return both)", err, s.Apt)
+	}
+	return nil
+}
+
+// Rollback returns both repositories to their previous publications.
+func Rollback(c Config) (Staged, error) {
+	var s Staged
+	var err error
+	if s.Apt, err = publish.Rollback(c.AptDir(), Apt{c}); err != nil {
+		return s, fmt.Errorf("apt repository: %w", err)
+	}
+	if s.Dnf, err = publish.Rollback(c.DnfDir(), Dnf{c}); err != nil {
+		return s, fmt.Errorf("dnf repository: %w", err)
+	}
+	return s, nil
+}
+
+// Handler serves the live apt repository under /apt/ and the live dnf
+// repository under /dnf/.
+func Handler(root string) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/apt/", http.StripPrefix("/apt", publish.Handler(filepath.Join(root, "apt"))))
+	mux.Handle("/dnf/", http.StripPrefix("/dnf", publish.Handler(filepath.Join(root, "dnf"))))
+	return mux
+}
+
+// Serve starts serving the repositories under root on addr (127.0.0.1:0
+// picks a port).
+func Serve(root, addr string) (*publish.Server, error) { return publish.Serve(Handler(root), addr) }
+
+// Exists reports whether anything is published under root.
+func Exists(root string) bool {
+	_, err := os.Stat(filepath.Join(root, "apt", "current"))
+	return err == nil
+}
