@@ -23,12 +23,15 @@ import (
 
 // Config of the repositories.
 type Config struct {
-	Root    string    // publish root: <Root>/apt and <Root>/dnf
-	URL     string    // where <Root> is served: <URL>/apt and <URL>/dnf
-	Key     *pgp.Key  // the archive key (signs Release and repomd.xml)
-	Epoch   time.Time // SOURCE_DATE_EPOCH
-	Version string    // the HaLVM version (apt Release Version)
-	Keep    int       // publications kept per repository (0: publish's default)
+	Root string   // publish root: <Root>/apt and <Root>/dnf
+	URL  string   // where <Root> is served: <URL>/apt and <URL>/dnf
+	Key  *pgp.Key // the archive key (signs Release and repomd.xml)
+	// PublicKey verifies publications (armored or binary); nil means the
+	// public half of Key. Rollback and serving need only this.
+	PublicKey []byte
+	Epoch     time.Time // SOURCE_DATE_EPOCH
+	Version   string    // the HaLVM version (apt Release Version)
+	Keep      int       // publications kept per repository (0: publish's default)
 	// RequireReleaseKey refuses a development key (a real release).
 	RequireReleaseKey bool
 	// AfterStep, when set, is called after every publisher step with the
@@ -64,6 +67,13 @@ func (c Config) check() error {
 	return nil
 }
 
+func (c Config) pub() []byte {
+	if c.PublicKey != nil || c.Key == nil {
+		return c.PublicKey
+	}
+	return c.Key.PublicBinary()
+}
+
 // AptDir and DnfDir are the publish roots of the two repositories.
 func (c Config) AptDir() string { return filepath.Join(c.Root, "apt") }
 func (c Config) DnfDir() string { return filepath.Join(c.Root, "dnf") }
@@ -87,7 +97,7 @@ func (a Apt) Write(_ context.Context, dst, live string, debs []string) error {
 }
 
 func (a Apt) Verify(dir string) error {
-	_, err := debian.Verify(dir, a.Key.PublicBinary())
+	_, err := debian.Verify(dir, a.pub())
 	return err
 }
 
@@ -108,7 +118,7 @@ func (d Dnf) Write(_ context.Context, dst, live string, rpms []string) error {
 	return rpm.Write(dst, rpms, d.Key, d.DnfOptions())
 }
 
-func (d Dnf) Verify(dir string) error { return rpm.Verify(dir, d.Key.PublicBinary()) }
+func (d Dnf) Verify(dir string) error { return rpm.Verify(dir, d.pub()) }
 
 func rpmFiles(dir string) ([]string, error) {
 	var out []string
@@ -165,9 +175,13 @@ func Activate(c Config, s Staged) error {
 	return nil
 }
 
-// Rollback returns both repositories to their previous publications.
+// Rollback returns both repositories to their previous publications
+// (verified with c's public key first).
 func Rollback(c Config) (Staged, error) {
 	var s Staged
+	if c.pub() == nil {
+		return s, fmt.Errorf("repositories: rollback verifies the publication it returns to: give the archive public key")
+	}
 	var err error
 	if s.Apt, err = publish.Rollback(c.AptDir(), Apt{c}); err != nil {
 		return s, fmt.Errorf("apt repository: %w", err)

@@ -14,8 +14,11 @@ import (
 	"strings"
 
 	"github.com/halvm/halvm-release/internal/epoch"
+	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/pins"
+	"github.com/halvm/halvm-release/repos"
 )
 
 // Var documents one environment variable.
@@ -36,6 +39,19 @@ var Vars = []Var{
 	{"HALVM_MIRROR", "", "air-gapped mirror: a directory of bare repositories and files, or a URL prefix"},
 	{"HALVM_SKIP", "", "stages to skip, as stage=reason pairs separated by ';' (a run with skips is a snapshot)"},
 	{epoch.Var, "from the lock", "overrides the lock's epoch (decimal seconds; malformed is an error)"},
+	{"HALVM_PGP_KEY_FILE", "", "armored OpenPGP archive key (signs Release, repomd.xml, rpms, SHA256SUMS.asc)"},
+	{"HALVM_PGP_KEY", "", "or the armored key itself (never logged)"},
+	{"HALVM_PGP_PASSPHRASE_FILE", "", "file holding the archive key's passphrase"},
+	{"HALVM_PGP_PASSPHRASE", "", "or the passphrase itself (never logged)"},
+	{"HALVM_PGP_PUBLIC_KEY_FILE", "", "the archive public key (repo:rollback and verify need only this)"},
+	{"HALVM_COSIGN_KEY_FILE", "", "encrypted cosign private key (signs images, attestations, SHA256SUMS.sig)"},
+	{"HALVM_COSIGN_KEY", "", "or the key's PEM text itself (never logged)"},
+	{"HALVM_COSIGN_PASSWORD_FILE", "", "file holding the cosign key's password"},
+	{"COSIGN_PASSWORD", "", "or the password itself, as the cosign CLI reads it (never logged)"},
+	{"HALVM_DEV_KEYS", ".dev-keys", "where keys:dev writes development keys (labelled DEVELOPMENT everywhere)"},
+	{"HALVM_REPO_ROOT", "dist/repos", "publish root of the apt (apt/) and dnf (dnf/) repositories"},
+	{"HALVM_REPO_URL", "http://127.0.0.1:8619", "the URL users fetch the repositories from (baked into halvm.sources and halvm.repo)"},
+	{"HALVM_REPO_ADDR", "127.0.0.1:8619", "where repo:serve listens"},
 }
 
 // Getenv is how config reads the environment (tests replace it).
@@ -159,4 +175,53 @@ func MirrorFromEnv(env Getenv) (Mirror, error) {
 		m.Map = append(m.Map, pins.Rewrite{From: from, To: to})
 	}
 	return m, nil
+}
+
+// PGPKey is the archive key's source.
+func PGPKey(env Getenv) pgp.KeySource {
+	ks := pgp.KeySource{File: env("HALVM_PGP_KEY_FILE"), PassphraseFile: env("HALVM_PGP_PASSPHRASE_FILE")}
+	if env("HALVM_PGP_KEY") != "" {
+		ks.Env = "HALVM_PGP_KEY"
+	}
+	if env("HALVM_PGP_PASSPHRASE") != "" {
+		ks.PassphraseEnv = "HALVM_PGP_PASSPHRASE"
+	}
+	return ks
+}
+
+// CosignKey is the cosign key's source.
+func CosignKey(env Getenv) cosign.KeySource {
+	ks := cosign.KeySource{KeyFile: env("HALVM_COSIGN_KEY_FILE"), PasswordFile: env("HALVM_COSIGN_PASSWORD_FILE")}
+	if env("HALVM_COSIGN_KEY") != "" {
+		ks.KeyEnv = "HALVM_COSIGN_KEY"
+	}
+	return ks
+}
+
+// Get returns a variable's value or its default.
+func Get(env Getenv, name string) string { return get(env, name) }
+
+// RepoConfig is the repositories' configuration. withKey loads the archive
+// private key (publishing); without it only the public key is read
+// (HALVM_PGP_PUBLIC_KEY_FILE, else the public half of the private key).
+func RepoConfig(env Getenv, withKey bool) (repos.Config, error) {
+	cfg, lock, err := Load(env)
+	if err != nil {
+		return repos.Config{}, err
+	}
+	c := repos.Config{Root: get(env, "HALVM_REPO_ROOT"), URL: get(env, "HALVM_REPO_URL"), Epoch: cfg.Epoch, Version: lock.Release.Version}
+	if p := env("HALVM_PGP_PUBLIC_KEY_FILE"); p != "" && !withKey {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return c, fmt.Errorf("reading the archive public key: %w", err)
+		}
+		c.PublicKey = b
+		return c, nil
+	}
+	k, err := pgp.LoadKey(PGPKey(env))
+	if err != nil {
+		return c, fmt.Errorf("loading the archive key (set HALVM_PGP_KEY_FILE, or HALVM_PGP_PUBLIC_KEY_FILE where only verification is needed): %w", err)
+	}
+	c.Key = k
+	return c, nil
 }
