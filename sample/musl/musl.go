@@ -52,6 +52,10 @@ var Files = []File{
 // Orig is the upstream tarball inside the source package.
 const Orig = "musl_1.2.3.orig.tar.gz"
 
+// ErrUnreachable marks a fetch that failed because apt could not get the
+// source package (no mirror, no network, no deb-src entry).
+var ErrUnreachable = errors.New("the Debian source package is unreachable")
+
 // Options of a fetch.
 type Options struct {
 	// CacheDir holds the content-addressed cache (files/sha256/<hex>).
@@ -80,6 +84,9 @@ func Fetch(ctx context.Context, o Options) (map[string]string, error) {
 	}
 	if !missing {
 		return paths, nil
+	}
+	if err := os.MkdirAll(o.CacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("fetching musl source: %w", err)
 	}
 	dl, err := os.MkdirTemp(o.CacheDir, ".musl-fetch-")
 	if err != nil {
@@ -131,7 +138,7 @@ func aptSource(ctx context.Context, o Options, dl string) error {
 	}
 	lines, err := DebSrcLines(os.DirFS(conf), Suite)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	state := filepath.Join(dl, ".apt")
 	for _, d := range []string{"lists/partial", "cache/archives/partial", "etc/sources.list.d", "etc/preferences.d"} {
@@ -158,11 +165,11 @@ func aptSource(ctx context.Context, o Options, dl string) error {
 		log = o.Log
 	}
 	if err := run.Run(ctx, run.Cmd{Args: append(append([]string{"apt-get"}, opts...), "update"), Dir: dl, Env: env, Stdout: log, Stderr: log}); err != nil {
-		return fmt.Errorf("fetching musl source: apt-get update with deb-src lines %q (needs the Debian mirror; install apt and check the network): %w", lines, err)
+		return fmt.Errorf("fetching musl source: %w: apt-get update with deb-src lines %q (needs the Debian mirror; install apt and check the network): %w", ErrUnreachable, lines, err)
 	}
 	args := append(append([]string{"apt-get"}, opts...), "source", "--download-only", "musl="+Version)
 	if err := run.Run(ctx, run.Cmd{Args: args, Dir: dl, Env: env, Stdout: log, Stderr: log}); err != nil {
-		return fmt.Errorf("fetching musl source: apt-get source musl=%s (needs dpkg-dev and the Debian mirror): %w", Version, err)
+		return fmt.Errorf("fetching musl source: %w: apt-get source musl=%s (needs dpkg-dev and the Debian mirror): %w", ErrUnreachable, Version, err)
 	}
 	return nil
 }

@@ -1,0 +1,3 @@
+-- Null: boots and exits at once, printing nothing.
+main :: IO ()
+main = return ()

@@ -1,0 +1,200 @@
+package toolchain
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// clampTree clamps the mtime of every path below root (symlinks
+// included) to epoch. With modes, it also normalizes permissions: 0755 for
+// directories and files with any execute bit, 0644 for other files.
+func clampTree(root string, epoch time.Time, modes bool) error {
+	var dirs []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if modes && fi.Mode()&fs.ModeSymlink == 0 {
+			want := fs.FileMode(0o644)
+			if fi.IsDir() || fi.Mode()&0o111 != 0 {
+				want = 0o755
+			}
+			if fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != want {
+				if err := os.Chmod(p, want); err != nil {
+					return err
+				}
+			}
+		}
+		if fi.IsDir() {
+			dirs = append(dirs, p)
+			return nil
+		}
+		return lutimes(p, fi.ModTime(), epoch)
+	})
+	if err != nil {
+		return err
+	}
+	// Directories last, deepest first: writing below a directory changes its mtime.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		fi, err := os.Lstat(dirs[i])
+		if err != nil {
+			return err
+		}
+		if err := lutimes(dirs[i], fi.ModTime(), epoch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func lutimes(p string, mtime, epoch time.Time) error {
+	t := mtime
+	if t.After(epoch) {
+		t = epoch
+	}
+	ts := unix.NsecToTimespec(t.UnixNano())
+	return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// Leak is a file of the installed tree that names the build directory.
+type Leak struct {
+	Path  string // relative to the tree root
+	Count int    // occurrences
+	First string // the text around the first occurrence
+}
+
+// FindLeaks lists every file (and symlink target) below root that contains
+// buildDir, sorted by path.
+func FindLeaks(root, buildDir string) ([]Leak, error) {
+	needle := []byte(buildDir)
+	var leaks []Leak
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			t, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if strings.Contains(t, buildDir) {
+				leaks = append(leaks, Leak{Path: rel, Count: 1, First: "symlink -> " + t})
+			}
+		case d.Type().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if n := bytes.Count(data, needle); n > 0 {
+				i := bytes.Index(data, needle)
+				lo, hi := max(0, i-30), min(len(data), i+len(needle)+30)
+				leaks = append(leaks, Leak{Path: rel, Count: n, First: strconv.QuoteToASCII(string(data[lo:hi]))})
+			}
+		}
+		return nil
+	})
+	sort.Slice(leaks, func(i, j int) bool { return leaks[i].Path < leaks[j].Path })
+	return leaks, err
+}
+
+// CheckLeaks fails listing every file below root that still contains the
+// build directory path.
+func CheckLeaks(root, buildDir string) error {
+	leaks, err := FindLeaks(root, buildDir)
+	if err != nil {
+		return fmt.Errorf("checking %s for build-path leaks: %w", root, err)
+	}
+	if len(leaks) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d installed files contain the build directory %s (the tree would not work anywhere else; fix the recipe or upstream so the path is not baked in):", len(leaks), buildDir)
+	for _, l := range leaks {
+		fmt.Fprintf(&b, "\n  %s (%d times, first: %s)", l.Path, l.Count, l.First)
+	}
+	return errors.New(b.String())
+}
+
+// WriteManifest writes one line per path of fsys, sorted: directories
+// "d <mode> <path>/", files "f <mode> <size> <sha256> <path>", symlinks
+// "l <path> -> <target>". Paths with unusual characters are quoted.
+func WriteManifest(w io.Writer, fsys fs.FS) error {
+	type line struct{ key, text string }
+	var lines []line
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == "." {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		name := manifestPath(p)
+		switch {
+		case d.IsDir():
+			lines = append(lines, line{p, fmt.Sprintf("d %04o %s/", fi.Mode().Perm(), name)})
+		case d.Type()&fs.ModeSymlink != 0:
+			t, err := fs.ReadLink(fsys, p)
+			if err != nil {
+				return err
+			}
+			lines = append(lines, line{p, fmt.Sprintf("l %s -> %s", name, manifestPath(t))})
+		case d.Type().IsRegular():
+			f, err := fsys.Open(p)
+			if err != nil {
+				return err
+			}
+			h := sha256.New()
+			n, err := io.Copy(h, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			lines = append(lines, line{p, fmt.Sprintf("f %04o %d %s %s", fi.Mode().Perm(), n, hex.EncodeToString(h.Sum(nil)), name)})
+		default:
+			return fmt.Errorf("%s: unsupported file type %s", p, fi.Mode().Type())
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(lines, func(i, j int) bool { return lines[i].key < lines[j].key })
+	for _, l := range lines {
+		if _, err := io.WriteString(w, l.text+"\n"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func manifestPath(p string) string {
+	for _, r := range p {
+		if r <= ' ' || r == '"' || r == '\\' || r > '~' {
+			return strconv.Quote(p)
+		}
+	}
+	return p
+}
