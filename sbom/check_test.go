@@ -3,6 +3,7 @@ package sbom
 import (
 	"bytes"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -111,7 +112,7 @@ func TestCheckReportsAChangedArtifact(t *testing.T) {
 	wantWhere := map[string]string{
 		DocSPDX:       "packages[SPDXRef-" + spdxID(key) + "].checksums.SHA256",
 		DocCycloneDX:  "components[" + key + "].hashes.SHA-256",
-		DocProvenance: "subject[" + a.Name + "].digest.sha256",
+		DocProvenance: "subject[" + path.Base(a.Path) + "].digest.sha256",
 	}
 	if len(ps) != 3 {
 		t.Errorf("want 3 problems, got:\n%s", joinProblems(ps))

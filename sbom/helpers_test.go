@@ -29,8 +29,10 @@ func realLock(t testing.TB) *pins.Lock {
 func testLedger() *pipeline.Ledger {
 	var led pipeline.Ledger
 	for _, fl := range []string{"halvm", "halvm-gmp"} {
-		led.Add(pipeline.Artifact{Kind: pipeline.KindDeb, Name: fl + "_2.4.3-1_amd64.deb", Flavour: fl, Path: "deb/" + fl + "_2.4.3-1_amd64.deb", Size: 1000, SHA256: hexOf("deb " + fl)})
-		led.Add(pipeline.Artifact{Kind: pipeline.KindRPM, Name: fl + "-2.4.3-1.x86_64.rpm", Flavour: fl, Path: "rpm/" + fl + "-2.4.3-1.x86_64.rpm", Size: 2000, SHA256: hexOf("rpm " + fl)})
+		// As packaging records them: named by package, the .deb and the
+		// .rpm share the name; their files tell them apart.
+		led.Add(pipeline.Artifact{Kind: pipeline.KindDeb, Name: fl, Flavour: fl, Path: "deb/" + fl + "_2.4.3-1_amd64.deb", Size: 1000, SHA256: hexOf("deb " + fl)})
+		led.Add(pipeline.Artifact{Kind: pipeline.KindRPM, Name: fl, Flavour: fl, Path: "rpm/" + fl + "-2.4.3-1.x86_64.rpm", Size: 2000, SHA256: hexOf("rpm " + fl)})
 		led.Add(pipeline.Artifact{Kind: pipeline.KindOCIImage, Name: "registry.example/halvm/" + fl + ":2.4.3", Flavour: fl, Size: 3000, SHA256: hexOf("image " + fl)})
 		led.Add(pipeline.Artifact{Kind: pipeline.KindTreeManifest, Name: fl + "-tree.json", Flavour: fl, Path: "tree/" + fl + ".json", Size: 10, SHA256: hexOf("tree " + fl)})
 	}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/url"
 	"path"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -194,7 +195,13 @@ func newInventory(in Input) (*inventory, error) {
 		if !hex64RE.MatchString(a.SHA256) {
 			bad("%s: sha256 %q is not 64 lower-case hex characters", where, a.SHA256)
 		}
-		it := item{key: artifactKey(a), class: classArtifact, name: a.Name, sha256: a.SHA256, size: a.Size, kind: a.Kind, path: a.Path}
+		// Products are named by their file (halvm_2.4.3-1_amd64.deb and
+		// halvm-2.4.3-1.x86_64.rpm are both package "halvm").
+		name := a.Name
+		if a.Path != "" && isProduct {
+			name = path.Base(filepath.ToSlash(a.Path))
+		}
+		it := item{key: artifactKey(a), class: classArtifact, name: name, sha256: a.SHA256, size: a.Size, kind: a.Kind, path: a.Path}
 		if seen[it.key] {
 			bad("%s: recorded twice (once without a flavour): give the shared artifact a distinct name", where)
 		}

@@ -1,0 +1,72 @@
+package release
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/halvm/halvm-release/internal/devkeys"
+	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/pins"
+	"github.com/halvm/halvm-release/repos"
+	"github.com/halvm/halvm-release/toolchain/sampleup"
+)
+
+// SampleNotice is said at the start and the end of every demo run.
+const SampleNotice = "THIS IS THE SAMPLE UPSTREAM, NOT THE HaLVM: a generated stand-in with the HaLVM's shape whose build compiles real C; the real HaLVM sources are not reachable here"
+
+// DemoOptions configure a demo run.
+type DemoOptions struct {
+	OutDir   string // dist/
+	CacheDir string
+	WorkDir  string
+	RealLock *pins.Lock // its tool packages (alex, HsColour) are pinned into the sample lock
+	// Skip are the stages the demo cannot run yet, with why.
+	Skip map[string]string
+	Addr string // where the repositories are served during the demo
+	Log  io.Writer
+}
+
+// Demo runs the release pipeline, unchanged, on a freshly generated sample
+// upstream with development keys (labelled as such), serving the
+// repositories on Addr while it runs.
+func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
+	fmt.Fprintln(o.Log, "demo:", SampleNotice)
+	upDir := filepath.Join(o.WorkDir, "sample-upstream")
+	if err := os.RemoveAll(upDir); err != nil {
+		return nil, err
+	}
+	up, err := sampleup.Generate(ctx, upDir, sampleup.Options{CacheDir: filepath.Join(o.CacheDir, "inputs"), ToolDebs: o.RealLock.DebsWithRole(pins.RoleTool), Log: io.Discard})
+	if err != nil {
+		return nil, fmt.Errorf("generating the sample upstream: %w", err)
+	}
+	lockPath := filepath.Join(o.OutDir, "sample.lock")
+	if err := pipeline.WriteFileAtomic(lockPath, pins.Bytes(up.Lock), 0o644); err != nil {
+		return nil, err
+	}
+	keys, err := devkeys.Ensure(filepath.Join(o.CacheDir, "dev-keys"), up.Lock.Release.Epoch())
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.Log, "demo: signing with DEVELOPMENT keys in %s (never for releases)\n", keys.Dir)
+	plan, err := pipeline.NewPlan(pipeline.Config{Version: up.Lock.Release.Version, Release: 1, Epoch: up.Lock.Release.Epoch(),
+		LockPath: lockPath, OutDir: o.OutDir, CacheDir: o.CacheDir, WorkDir: filepath.Join(o.WorkDir, "build"), Skip: o.Skip})
+	if err != nil {
+		return nil, err
+	}
+	repoRoot := filepath.Join(o.OutDir, "repos")
+	srv, err := repos.Serve(repoRoot, o.Addr)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	l, err := Run(ctx, plan, Options{Lock: up.Lock, PGPKey: keys.PGPSource(), CosignKey: keys.CosignSource(),
+		RepoRoot: repoRoot, RepoURL: srv.URL, Log: o.Log})
+	if err == nil {
+		fmt.Fprintf(o.Log, "demo: repositories published under %s (served at %s/apt and %s/dnf during the run; `go run mage.go repo:serve` serves them again)\n", repoRoot, srv.URL, srv.URL)
+	}
+	fmt.Fprintln(o.Log, "demo:", SampleNotice)
+	return l, err
+}

@@ -1,0 +1,315 @@
+package release
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/halvm/halvm-release/internal/pgp"
+	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/preflight"
+	"github.com/halvm/halvm-release/packaging"
+	"github.com/halvm/halvm-release/pins"
+	"github.com/halvm/halvm-release/repos"
+	"github.com/halvm/halvm-release/sbom"
+	"github.com/halvm/halvm-release/sources"
+	"github.com/halvm/halvm-release/toolchain"
+	"github.com/halvm/halvm-release/toolchain/testprog"
+)
+
+// cosignSigner is the loaded cosign key (images, SHA256SUMS.sig).
+type cosignSigner = *sbom.CosignKey
+
+// BuildDir is the fixed build root every toolchain is built below.
+func (r *runner) buildDir(p pipeline.Plan) string { return p.WorkDir() }
+
+func (r *runner) preflight(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+	var errs []error
+	if r.o.Lock == nil {
+		return errors.New("no lock loaded")
+	}
+	if pend := r.o.Lock.Pending(); len(pend) > 0 {
+		errs = append(errs, fmt.Errorf("%d pin(s) are pending, a release needs every input pinned:\n  %s", len(pend), strings.Join(pend, "\n  ")))
+	}
+	k, err := pgp.LoadKey(r.o.PGPKey)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("archive key: %w (set HALVM_PGP_KEY_FILE, or run `go run mage.go keys:dev` for a trial)", err))
+	} else {
+		if r.o.Official && k.IsDevelopment() {
+			errs = append(errs, fmt.Errorf("archive key %s is a development key: an official release needs the release key", k.Fingerprint()))
+		}
+		if k.Created().After(p.Epoch()) {
+			errs = append(errs, fmt.Errorf("archive key %s was created after SOURCE_DATE_EPOCH (%s): signatures made at the epoch would be invalid", k.Fingerprint(), p.Epoch().Format("2006-01-02")))
+		}
+		r.key = k
+	}
+	if r.o.Official && len(p.Skipped()) > 0 {
+		errs = append(errs, fmt.Errorf("an official release cannot skip stages (skipped: %s): unset HALVM_SKIP, or run a trial", strings.Join(p.Skipped(), ", ")))
+	}
+	req := preflight.Requirements{Tools: []preflight.Tool{{Command: "git", Package: "git", Why: "sources"}}}
+	if _, skip := p.SkipReason("toolchain"); !skip {
+		if err := toolchain.Preflight(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := preflight.Check(req); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (r *runner) sourcesOptions(p pipeline.Plan, l *pipeline.Ledger) sources.Options {
+	o := r.o.Sources
+	o.CacheDir = filepath.Join(p.CacheDir(), "inputs")
+	o.Ledger = l
+	return o
+}
+
+func (r *runner) sources(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+	_, err := sources.FetchFresh(ctx, r.o.Lock, filepath.Join(p.WorkDir(), "src"), r.sourcesOptions(p, l))
+	return err
+}
+
+// formatLibDirs are the libdirs each package format installs the toolchain
+// with: the paths are baked into the toolchain, so each format gets its own
+// install.
+var formatLibDirs = map[packaging.Format]string{
+	packaging.Deb: packaging.Layouts[packaging.Deb].Libdir,
+	packaging.RPM: packaging.Layouts[packaging.RPM].Libdir,
+}
+
+func (r *runner) toolchain(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+	logPath := filepath.Join(p.OutDir(), "logs", "toolchain.log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return err
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	log := &progressWriter{file: logFile, progress: r.o.Log}
+	for _, fl := range p.Flavours() {
+		for _, f := range packaging.Formats {
+			c := r.toolchainConfig(p, fl, f)
+			c.Log = log
+			res, err := toolchain.Build(ctx, c)
+			if err != nil {
+				return fmt.Errorf("toolchain %s (%s layout): %w (full log: %s)", fl, f, err, logPath)
+			}
+			if r.trees[fl] == nil {
+				r.trees[fl] = map[string]string{}
+			}
+			r.trees[fl][string(f)] = res.StageDir
+			if f == packaging.Deb { // one manifest per flavour in the ledger: the Debian layout's
+				if err := res.Record(l, p.OutDir()); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (r *runner) toolchainConfig(p pipeline.Plan, flavour string, f packaging.Format) toolchain.Config {
+	return toolchain.Config{
+		Lock: r.o.Lock, Flavour: flavour, Epoch: p.Epoch(),
+		BuildDir:     filepath.Join(r.buildDir(p), string(f)),
+		CacheDir:     filepath.Join(p.CacheDir(), "toolchain"),
+		FileCacheDir: filepath.Join(p.CacheDir(), "inputs"),
+		OutDir:       filepath.Join(p.OutDir(), "toolchain", string(f)),
+		LibDir:       formatLibDirs[f], Mirror: r.o.Sources.MirrorDir, Log: r.o.Log,
+	}
+}
+
+func (r *runner) packages(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+	trees := map[string]map[packaging.Format]packaging.Tree{}
+	var forbidden []string
+	for fl, byFormat := range r.trees {
+		trees[fl] = map[packaging.Format]packaging.Tree{}
+		for f, dir := range byFormat {
+			lay := packaging.Layouts[packaging.Format(f)]
+			trees[fl][packaging.Format(f)] = packaging.Tree{Root: dir, Prefix: lay.Prefix, Libdir: lay.Libdir}
+			forbidden = append(forbidden, filepath.Join(r.buildDir(p), f))
+		}
+	}
+	// The project's verification programs (not upstream's examples).
+	hello := filepath.Join(p.WorkDir(), "verify-programs")
+	if err := os.RemoveAll(hello); err != nil {
+		return err
+	}
+	for _, name := range []string{testprog.Hello, testprog.Null} {
+		if err := pipeline.WriteFileAtomic(filepath.Join(hello, name), testprog.Source(name), 0o644); err != nil {
+			return err
+		}
+	}
+	in := packaging.Inputs{Trees: trees, Hello: hello, LicenseFile: filepath.Join(p.WorkDir(), "src", "LICENSE"), Forbidden: forbidden, Key: r.o.PGPKey}
+	if fi, err := os.Stat(filepath.Join(p.WorkDir(), "src", "examples")); err == nil && fi.IsDir() {
+		in.Examples = filepath.Join(p.WorkDir(), "src", "examples")
+	}
+	return packaging.BuildAll(ctx, p, in, l)
+}
+
+func (r *runner) image(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+	return errors.New("the image stage is not wired into the release yet (package oci builds and signs images on its own): skip it for a trial with HALVM_SKIP='image=...'")
+}
+
+func (r *runner) sbom(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+	for _, fl := range p.Flavours() {
+		var tree []sbom.TreeFile
+		for _, m := range l.Find(pipeline.KindTreeManifest, fl) {
+			t, err := readManifest(filepath.Join(p.OutDir(), m.Path))
+			if err != nil {
+				return err
+			}
+			tree = t
+		}
+		if _, err := sbom.WriteFlavour(p.OutDir(), sbom.Input{Lock: r.o.Lock, Flavour: fl, Artifacts: l.Artifacts(), Tree: tree}, l); err != nil {
+			return fmt.Errorf("SBOM of %s: %w", fl, err)
+		}
+	}
+	return nil
+}
+
+// readManifest reads the files of a toolchain tree manifest
+// (toolchain.WriteManifest: "f <mode> <size> <sha256> <path>" lines).
+func readManifest(path string) ([]sbom.TreeFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the tree manifest: %w", err)
+	}
+	defer f.Close()
+	var out []sbom.TreeFile
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		fields := strings.SplitN(sc.Text(), " ", 5)
+		if len(fields) < 5 || fields[0] != "f" {
+			continue
+		}
+		mode, err1 := strconv.ParseUint(fields[1], 8, 32)
+		size, err2 := strconv.ParseInt(fields[2], 10, 64)
+		p, err3 := strconv.Unquote(fields[4])
+		if err3 != nil {
+			p, err3 = fields[4], nil
+		}
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("%s:%d: malformed manifest line", path, n)
+		}
+		out = append(out, sbom.TreeFile{Path: strings.TrimPrefix(p, "./"), Mode: fs.FileMode(mode), Size: size, SHA256: fields[3]})
+	}
+	return out, sc.Err()
+}
+
+func (r *runner) reposConfig(p pipeline.Plan) repos.Config {
+	return repos.Config{Root: r.o.RepoRoot, URL: r.o.RepoURL, Key: r.key, Epoch: p.Epoch(), Version: p.Version(), RequireReleaseKey: r.o.Official}
+}
+
+func (r *runner) repos(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+	var debs, rpms []string
+	for _, a := range l.Find(pipeline.KindDeb, "") {
+		debs = append(debs, filepath.Join(p.OutDir(), a.Path))
+	}
+	for _, a := range l.Find(pipeline.KindRPM, "") {
+		rpms = append(rpms, filepath.Join(p.OutDir(), a.Path))
+	}
+	s, err := repos.Prepare(ctx, r.reposConfig(p), debs, rpms)
+	if err != nil {
+		return err
+	}
+	r.staged = s
+	c := r.reposConfig(p)
+	apt, dnf := c.StagedDirs(s)
+	l.Add(pipeline.Artifact{Kind: pipeline.KindAptRepo, Name: "apt", Path: apt, Commit: s.Apt})
+	l.Add(pipeline.Artifact{Kind: pipeline.KindDnfRepo, Name: "dnf", Path: dnf, Commit: s.Dnf})
+	return nil
+}
+
+func (r *runner) sign(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+	return errors.New("the sign stage (cosign image signatures and attestations, signed SHA256SUMS) is not wired into the release yet: skip it for a trial with HALVM_SKIP='sign=...'")
+}
+
+func (r *runner) verify(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+	c := r.reposConfig(p)
+	apt, dnf := c.StagedDirs(r.staged)
+	if err := (repos.Apt{Config: c}).Verify(apt); err != nil {
+		return fmt.Errorf("staged apt repository: %w", err)
+	}
+	if err := (repos.Dnf{Config: c}).Verify(dnf); err != nil {
+		return fmt.Errorf("staged dnf repository: %w", err)
+	}
+	for _, fl := range p.Flavours() {
+		docs := map[pipeline.Kind][]byte{}
+		for _, k := range []pipeline.Kind{pipeline.KindSPDX, pipeline.KindCycloneDX, pipeline.KindProvenance} {
+			a := l.Find(k, fl)
+			if len(a) != 1 {
+				return fmt.Errorf("%s of %s: want one in the ledger, found %d", k, fl, len(a))
+			}
+			b, err := os.ReadFile(filepath.Join(p.OutDir(), a[0].Path))
+			if err != nil {
+				return err
+			}
+			docs[k] = b
+		}
+		if probs := sbom.Check(r.o.Lock, l, docs[pipeline.KindSPDX], docs[pipeline.KindCycloneDX], docs[pipeline.KindProvenance]); len(probs) > 0 {
+			var lines []string
+			for _, pr := range probs {
+				lines = append(lines, pr.Error())
+			}
+			return fmt.Errorf("SBOM consistency of %s: %d problem(s):\n  %s", fl, len(probs), strings.Join(lines, "\n  "))
+		}
+	}
+	return nil
+}
+
+func (r *runner) publish(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+	if l.Snapshot() && r.o.Official {
+		return fmt.Errorf("this run skipped stages (%s): it is a snapshot and is never published as a release", strings.Join(p.Skipped(), ", "))
+	}
+	return repos.Activate(r.reposConfig(p), r.staged)
+}
+
+// ToolchainConfig is the toolchain build of a flavour in the Debian layout,
+// as the release runs it (for the plan and toolchain targets).
+func ToolchainConfig(p pipeline.Plan, lock *pins.Lock, flavour string) toolchain.Config {
+	r := &runner{o: Options{Lock: lock}}
+	return r.toolchainConfig(p, flavour, packaging.Deb)
+}
+
+// progressWriter sends a build's whole output to a log file and its
+// one-line step reports ("toolchain <flavour>: step ...") to progress.
+type progressWriter struct {
+	file     io.Writer
+	progress io.Writer
+	partial  []byte
+}
+
+func (w *progressWriter) Write(b []byte) (int, error) {
+	if _, err := w.file.Write(b); err != nil {
+		return 0, err
+	}
+	if w.progress == nil {
+		return len(b), nil
+	}
+	w.partial = append(w.partial, b...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := w.partial[:i+1]
+		if bytes.HasPrefix(line, []byte("toolchain ")) {
+			_, _ = w.progress.Write(line)
+		}
+		w.partial = w.partial[i+1:]
+	}
+	return len(b), nil
+}
