@@ -1,0 +1,119 @@
+package rootfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Config is where rootfs keeps its state and which mirror it talks to.
+type Config struct {
+	Mirror   Mirror
+	CacheDir string // apt state and the content-addressed .deb cache live below it
+}
+
+// Resolve computes the pins for installing the top-level packages on an
+// empty system from the mirror as it is now: the pins:update side. Entries
+// of top that are paths to local .debs (containing a "/" and ending in
+// .deb) take part in resolution (their Depends pull in packages) but are
+// not pinned themselves. With essential, Debian's Essential: yes set (and
+// usr-is-merged, as bookworm's merged /usr needs) is included: the closure
+// is then a complete root filesystem. The result is sorted by name.
+func Resolve(ctx context.Context, c Config, top []string, essential bool) ([]Pin, error) {
+	a, err := newApt(c.CacheDir, c.Mirror)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.update(ctx); err != nil {
+		return nil, err
+	}
+	return resolve(ctx, a, top, essential)
+}
+
+func resolve(ctx context.Context, a *apt, top []string, essential bool) ([]Pin, error) {
+	args := append([]string(nil), top...)
+	local := map[string]bool{}
+	for _, t := range top {
+		if isDebPath(t) {
+			name, err := debField(ctx, t, "Package")
+			if err != nil {
+				return nil, err
+			}
+			local[name] = true
+		}
+	}
+	if essential {
+		ess, err := a.essential(ctx)
+		if err != nil {
+			return nil, err
+		}
+		args = append(append(ess, "usr-is-merged"), args...)
+	}
+	if len(args) == 0 {
+		return nil, errors.New("resolving packages: nothing to resolve")
+	}
+	sim, err := a.simulate(ctx, args)
+	if err != nil {
+		return nil, err
+	}
+	var want []Pin
+	for _, p := range sim {
+		if !local[p.Name] {
+			want = append(want, p)
+		}
+	}
+	locs, err := a.locate(ctx, want)
+	if err != nil {
+		return nil, fmt.Errorf("resolving packages: %w", err)
+	}
+	for i := range want {
+		want[i].SHA256 = locs[i].sha256
+	}
+	sort.Slice(want, func(i, j int) bool { return want[i].Name < want[j].Name })
+	return want, nil
+}
+
+// ResolveSet resolves an image's Debian layers: base is the essential set
+// plus basePackages; Deps is what the toolchain .deb(s) need on top of it.
+func ResolveSet(ctx context.Context, c Config, basePackages []string, toolchainDebs []string) (Set, error) {
+	a, err := newApt(c.CacheDir, c.Mirror)
+	if err != nil {
+		return Set{}, err
+	}
+	if err := a.update(ctx); err != nil {
+		return Set{}, err
+	}
+	base, err := resolve(ctx, a, basePackages, true)
+	if err != nil {
+		return Set{}, fmt.Errorf("resolving the base layer: %w", err)
+	}
+	for _, d := range toolchainDebs {
+		if !isDebPath(d) {
+			return Set{}, fmt.Errorf("resolving the dependency layer: %q is not a path to a .deb", d)
+		}
+	}
+	all, err := resolve(ctx, a, append(append([]string(nil), basePackages...), toolchainDebs...), true)
+	if err != nil {
+		return Set{}, fmt.Errorf("resolving the dependency layer: %w", err)
+	}
+	inBase := map[string]Pin{}
+	for _, p := range base {
+		inBase[p.Name+":"+p.Arch] = p
+	}
+	var deps []Pin
+	for _, p := range all {
+		b, ok := inBase[p.Name+":"+p.Arch]
+		if !ok {
+			deps = append(deps, p)
+			continue
+		}
+		if b.Version != p.Version {
+			return Set{}, fmt.Errorf("resolving the dependency layer: the toolchain needs %s, the base has %s: pin the base package to the newer version", p, b)
+		}
+	}
+	return Set{Base: base, Deps: deps}, nil
+}
+
+func isDebPath(s string) bool { return strings.Contains(s, "/") && strings.HasSuffix(s, ".deb") }
