@@ -158,10 +158,6 @@ func (r *runner) packages(ctx context.Context, p pipeline.Plan, l *pipeline.Ledg
 	return packaging.BuildAll(ctx, p, in, l)
 }
 
-func (r *runner) image(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
-	return errors.New("the image stage is not wired into the release yet (package oci builds and signs images on its own): skip it for a trial with HALVM_SKIP='image=...'")
-}
-
 func (r *runner) sbom(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
 	for _, fl := range p.Flavours() {
 		var tree []sbom.TreeFile
@@ -233,48 +229,14 @@ func (r *runner) repos(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger)
 	return nil
 }
 
-func (r *runner) sign(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
-	return errors.New("the sign stage (cosign image signatures and attestations, signed SHA256SUMS) is not wired into the release yet: skip it for a trial with HALVM_SKIP='sign=...'")
-}
-
-func (r *runner) verify(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
-	c := r.reposConfig(p)
-	apt, dnf := c.StagedDirs(r.staged)
-	if err := (repos.Apt{Config: c}).Verify(apt); err != nil {
-		return fmt.Errorf("staged apt repository: %w", err)
-	}
-	if err := (repos.Dnf{Config: c}).Verify(dnf); err != nil {
-		return fmt.Errorf("staged dnf repository: %w", err)
-	}
-	for _, fl := range p.Flavours() {
-		docs := map[pipeline.Kind][]byte{}
-		for _, k := range []pipeline.Kind{pipeline.KindSPDX, pipeline.KindCycloneDX, pipeline.KindProvenance} {
-			a := l.Find(k, fl)
-			if len(a) != 1 {
-				return fmt.Errorf("%s of %s: want one in the ledger, found %d", k, fl, len(a))
-			}
-			b, err := os.ReadFile(filepath.Join(p.OutDir(), a[0].Path))
-			if err != nil {
-				return err
-			}
-			docs[k] = b
-		}
-		if probs := sbom.Check(r.o.Lock, l, docs[pipeline.KindSPDX], docs[pipeline.KindCycloneDX], docs[pipeline.KindProvenance]); len(probs) > 0 {
-			var lines []string
-			for _, pr := range probs {
-				lines = append(lines, pr.Error())
-			}
-			return fmt.Errorf("SBOM consistency of %s: %d problem(s):\n  %s", fl, len(probs), strings.Join(lines, "\n  "))
-		}
-	}
-	return nil
-}
-
 func (r *runner) publish(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
 	if l.Snapshot() && r.o.Official {
 		return fmt.Errorf("this run skipped stages (%s): it is a snapshot and is never published as a release", strings.Join(p.Skipped(), ", "))
 	}
-	return repos.Activate(r.reposConfig(p), r.staged)
+	if err := repos.Activate(r.reposConfig(p), r.staged); err != nil {
+		return err
+	}
+	return r.publishImages(ctx, p, l)
 }
 
 // ToolchainConfig is the toolchain build of a flavour in the Debian layout,
