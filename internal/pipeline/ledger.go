@@ -46,7 +46,10 @@ type Artifact struct {
 	// Commit is the git commit of a source artifact (which has no file
 	// digest of its own).
 	Commit string `json:"commit,omitempty"`
-	Stage  string `json:"stage,omitempty"`
+	// Ref is where an image was pushed, by digest
+	// (registry/namespace/halvm@sha256:...); "" when it was not pushed.
+	Ref   string `json:"ref,omitempty"`
+	Stage string `json:"stage,omitempty"`
 }
 
 // Status of a stage. A skipped or not-run stage never counts as passed.
