@@ -14,13 +14,6 @@ import (
 	"github.com/halvm/halvm-release/toolchain"
 )
 
-// demoSkips are the stages the demo cannot run yet, and why: a run with
-// skips is a snapshot (never published as a release), and says so.
-var demoSkips = map[string]string{
-	"image": "not wired into the release yet (package oci builds, signs and runs images in its own tests)",
-	"sign":  "not wired into the release yet (cosign image signatures and signed SHA256SUMS: packages oci/cosign and sbom)",
-}
-
 // Demo runs the release pipeline offline on the bundled sample upstream with development keys.
 //
 // Generates the sample upstream (not the HaLVM: a stand-in with its shape
@@ -34,7 +27,7 @@ func Demo(ctx context.Context) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
 	_, err = release.Demo(ctx, release.DemoOptions{OutDir: cfg.OutDir, CacheDir: cfg.CacheDir, WorkDir: cfg.WorkDir,
-		RealLock: lock, Skip: demoSkips, Addr: config.Get(os.Getenv, "HALVM_REPO_ADDR"), Log: os.Stderr})
+		RealLock: lock, Skip: release.DemoSkips, Addr: config.Get(os.Getenv, "HALVM_REPO_ADDR"), Log: os.Stderr})
 	return err
 }
 

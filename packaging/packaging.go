@@ -106,8 +106,8 @@ type Flavour struct {
 // current Fedora / RHEL 8-9 (xen-devel comes from Fedora; ncurses-compat-libs
 // provides libtinfo.so.5 there).
 var Depends = map[Format][]string{
-	Deb: {"binutils", "gcc", "libffi8", "libgmp-dev", "libtinfo5", "libxen-dev", "make", "perl", "zlib1g"},
-	RPM: {"binutils", "gcc", "gmp-devel", "libffi", "make", "ncurses-compat-libs", "perl-interpreter", "xen-devel", "zlib"},
+	Deb: {"binutils", "gcc", "libc6", "libffi8", "libgmp-dev", "libtinfo5", "libxen-dev", "make", "perl", "zlib1g"},
+	RPM: {"binutils", "gcc", "glibc", "gmp-devel", "libffi", "make", "ncurses-compat-libs", "perl-interpreter", "xen-devel", "zlib"},
 }
 
 // Arch is the architecture name of a package in format f; arch-independent

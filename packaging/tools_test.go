@@ -58,7 +58,7 @@ func TestDebTools(t *testing.T) {
 	info := tool(t, "dpkg-deb", "--info", b.debs["halvm"])
 	wantLines(t, "dpkg-deb --info halvm", info,
 		"Package: halvm\n", "Version: 2.4.3-1\n", "Architecture: amd64\n", "Section: devel\n",
-		"Depends: binutils, gcc, libffi8, libgmp-dev, libtinfo5, libxen-dev, make, perl, zlib1g\n",
+		"Depends: binutils, gcc, libc6, libffi8, libgmp-dev, libtinfo5, libxen-dev, make, perl, zlib1g\n",
 		"Conflicts: halvm-gmp\n", "Replaces: halvm-gmp\n", "Homepage: "+Homepage+"\n", "Maintainer: "+Maintainer+"\n",
 		"postinst", "prerm", "postrm", "DEVELOPMENT KEY")
 	contents := tool(t, "dpkg-deb", "--contents", b.debs["halvm"])
@@ -138,7 +138,7 @@ func TestRPMTools(t *testing.T) {
 		}
 	}
 	deps := tool(t, "rpm", "-qp", "--requires", "--conflicts", "--obsoletes", p)
-	wantLines(t, "rpm requires", deps, "xen-devel\n", "ncurses-compat-libs\n", "gmp-devel\n", "halvm\n")
+	wantLines(t, "rpm requires", deps, "xen-devel\n", "ncurses-compat-libs\n", "gmp-devel\n", "glibc\n", "halvm\n")
 	scripts := tool(t, "rpm", "-qp", "--scripts", p)
 	wantLines(t, "rpm scripts", scripts, "posttrans scriptlet", "/usr/bin/halvm-ghc-pkg recache", "preuninstall scriptlet",
 		"rm -f /usr/lib64/HaLVM-2.4.3/package.conf.d/package.cache")

@@ -233,6 +233,9 @@ func (r *Recipe) runStep(ctx context.Context, s Step, key string, comps []compon
 // the manifest.
 func (r *Recipe) finish(res *Result) error {
 	stage := r.StageDir()
+	if err := stripTree(stage); err != nil {
+		return fmt.Errorf("stripping %s: %w", stage, err)
+	}
 	if err := clampTree(stage, r.Config.Epoch, true); err != nil {
 		return fmt.Errorf("normalizing %s: %w", stage, err)
 	}

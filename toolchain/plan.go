@@ -97,7 +97,8 @@ func (r *Recipe) WritePlan(w io.Writer, o PlanOptions) error {
 			}
 		}
 	}
-	fmt.Fprintf(b, "\nthen: clamp every mtime in %s to SOURCE_DATE_EPOCH, set modes to 0755 (dirs, executables) or 0644,\n", r.StageDir())
+	fmt.Fprintf(b, "\nthen: strip ELF executables and shared objects in %s (strip --strip-unneeded; objects and archives untouched),\n", r.StageDir())
+	fmt.Fprintf(b, "      clamp every mtime to SOURCE_DATE_EPOCH, set modes to 0755 (dirs, executables) or 0644,\n")
 	fmt.Fprintf(b, "      fail listing every file that still contains %s, and write the tree manifest (mode, size, sha256, path)\n", l.Root)
 	_, err := io.WriteString(w, b.String())
 	return err

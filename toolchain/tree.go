@@ -2,10 +2,13 @@ package toolchain
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/halvm/halvm-release/internal/run"
 	"io"
 	"io/fs"
 	"os"
@@ -197,4 +200,34 @@ func manifestPath(p string) string {
 		}
 	}
 	return p
+}
+
+// stripTree strips the symbols not needed for relocation from every ELF
+// executable and shared object below root, as Debian's dh_strip does
+// (upstream's build sets STRIP_CMD=:, and the install copies host tools
+// unstripped). Objects and archives (start.o, the RTS and library .a files)
+// are left alone: unikernels are linked from them. strip is deterministic.
+func stripTree(root string) error {
+	var targets []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := elf.Open(p)
+		if err != nil {
+			return nil // not ELF
+		}
+		typ := f.Type
+		f.Close()
+		if typ == elf.ET_EXEC || typ == elf.ET_DYN {
+			targets = append(targets, p)
+		}
+		return nil
+	})
+	if err != nil || len(targets) == 0 {
+		return err
+	}
+	sort.Strings(targets)
+	args := append([]string{"strip", "--strip-unneeded", "--remove-section=.comment", "--remove-section=.note"}, targets...)
+	return run.Run(context.Background(), run.Cmd{Args: args, Env: run.BaseEnv()})
 }

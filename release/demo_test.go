@@ -1,0 +1,145 @@
+package release
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/run"
+	"github.com/halvm/halvm-release/internal/testenv"
+	"github.com/halvm/halvm-release/pins"
+)
+
+// TestDemo runs the whole release pipeline on the sample upstream, as
+// `go run mage.go demo` does, and checks what users get: every stage passed
+// or was skipped with its reason, both flavours and the keyring package
+// built from the sample toolchain as .deb and .rpm, accepted by dpkg-deb,
+// lintian and rpm's signature check, and the repositories published.
+func TestDemo(t *testing.T) {
+	testenv.NeedCommand(t, "dpkg", "dpkg-deb")
+	testenv.NeedCommand(t, "lintian", "lintian")
+	testenv.NeedCommand(t, "rpm", "rpm", "rpmkeys")
+	testenv.NeedCommand(t, "autoconf", "autoconf")
+	real, err := pins.LoadFile("../pins/halvm.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cache := os.Getenv("HALVM_TEST_CACHE")
+	if cache == "" {
+		cache = filepath.Join(dir, "cache")
+	}
+	out := filepath.Join(dir, "dist")
+	var log bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	start := time.Now()
+	l, err := Demo(ctx, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo"), WorkDir: filepath.Join(dir, "work"), RealLock: real,
+		Skip: DemoSkips, Addr: "127.0.0.1:0", Log: &log})
+	t.Logf("demo took %s:\n%s", time.Since(start).Round(time.Millisecond), log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(log.String(), SampleNotice) != 2 {
+		t.Error("the demo does not say at its start and end that this is the sample upstream")
+	}
+	for _, s := range l.Stages() {
+		_, skipped := DemoSkips[s.Name]
+		if (s.Status != pipeline.Passed && !(skipped && s.Status == pipeline.Skipped)) || (skipped && s.Status != pipeline.Skipped) {
+			t.Errorf("stage %s: %s (%s)", s.Name, s.Status, s.Reason)
+		}
+	}
+	// The ledger on disk is the one returned.
+	if _, err := pipeline.ReadLedger(filepath.Join(out, "ledger.json")); err != nil {
+		t.Fatal(err)
+	}
+	var debs, rpms []string
+	for _, a := range l.Find(pipeline.KindDeb, "") {
+		debs = append(debs, filepath.Join(out, a.Path))
+	}
+	for _, a := range l.Find(pipeline.KindRPM, "") {
+		rpms = append(rpms, filepath.Join(out, a.Path))
+	}
+	if len(debs) != 3 || len(rpms) != 3 {
+		t.Fatalf("want halvm, halvm-gmp and halvm-archive-keyring as .deb and .rpm, got %v %v", debs, rpms)
+	}
+	cmd := func(args ...string) string {
+		t.Helper()
+		out, err := run.Output(ctx, run.Cmd{Args: args, Env: run.BaseEnv()})
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	for _, d := range debs {
+		info := cmd("dpkg-deb", "--info", d)
+		if strings.HasPrefix(filepath.Base(d), "halvm_") && (!strings.Contains(info, "Conflicts: halvm-gmp") || !strings.Contains(info, "libxen-dev")) {
+			t.Errorf("%s metadata:\n%s", d, info)
+		}
+		if contents := cmd("dpkg-deb", "--contents", d); strings.HasPrefix(filepath.Base(d), "halvm_") &&
+			(!strings.Contains(contents, "./usr/bin/halvm-ghc") || !strings.Contains(contents, "HaLVM-2.4.3/rts-1.0/start.o") ||
+				!strings.Contains(contents, "libHSrts_thr_debug.a") || !strings.Contains(contents, "examples/Verify/Hello/Hello.hs")) {
+			t.Errorf("%s lacks the toolchain's files:\n%s", d, contents)
+		}
+	}
+	cmd(append([]string{"lintian", "--fail-on", "error,warning"}, debs...)...)
+	db := t.TempDir()
+	keys := filepath.Join(cache, "demo", "dev-keys", "halvm-dev.pgp.pub")
+	cmd("rpmkeys", "--dbpath", db, "--import", keys)
+	for _, r := range rpms {
+		if got := cmd("rpm", "--dbpath", db, "-K", r); !strings.Contains(got, "digests signatures OK") {
+			t.Errorf("rpm -K %s: %s", r, got)
+		}
+	}
+	if !strings.Contains(cmd("rpm", "-qp", "--requires", rpms[0]), "xen-devel") && !strings.Contains(cmd("rpm", "-qp", "--requires", rpms[1]), "xen-devel") {
+		t.Error("the toolchain rpms do not require xen-devel")
+	}
+	for _, live := range []string{"repos/apt/current/dists/stable/InRelease", "repos/dnf/current/repodata/repomd.xml.asc"} {
+		if _, err := os.Stat(filepath.Join(out, live)); err != nil {
+			t.Errorf("not published: %v", err)
+		}
+	}
+
+	// A second run with nothing changed is all cache hits and byte-identical.
+	before := snapshot(t, out)
+	start = time.Now()
+	log.Reset()
+	if _, err := Demo(ctx, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo"), WorkDir: filepath.Join(dir, "work"), RealLock: real,
+		Skip: DemoSkips, Addr: "127.0.0.1:0", Log: &log}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("no-op re-run took %s", time.Since(start).Round(time.Millisecond))
+	if strings.Contains(log.String(), "running (cache miss") {
+		t.Errorf("the re-run rebuilt toolchain steps:\n%s", log.String())
+	}
+	after := snapshot(t, out)
+	for name, sum := range before {
+		if after[name] != sum {
+			t.Errorf("%s changed on an unchanged re-run", name)
+		}
+	}
+}
+
+// snapshot hashes the packages and SBOM documents of a run.
+func snapshot(t *testing.T, out string) map[string]string {
+	m := map[string]string{}
+	for _, pat := range []string{"packages/*", "sbom/*", "toolchain/*/*.manifest"} {
+		files, _ := filepath.Glob(filepath.Join(out, pat))
+		for _, f := range files {
+			_, sum, err := pipeline.HashFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m[strings.TrimPrefix(f, out)] = sum
+		}
+	}
+	if len(m) < 8 {
+		t.Fatalf("only %d artifacts found under %s", len(m), out)
+	}
+	return m
+}
