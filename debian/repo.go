@@ -11,11 +11,12 @@ package debian
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/halvm/halvm-release/internal/detgzip"
+	"github.com/halvm/halvm-release/internal/pipeline"
 	"io"
 	"io/fs"
 	"os"
@@ -329,7 +330,7 @@ func readPrevious(root string, r Repo) ([]candidate, []string) {
 			continue
 		}
 		file := filepath.Join(root, filepath.FromSlash(fn))
-		if got, err := hashFile(file); err != nil || got != p.Get("SHA256") {
+		if _, got, err := pipeline.HashFile(file); err != nil || got != p.Get("SHA256") {
 			problems = append(problems, fmt.Sprintf("previous tree: %s: sha256 %s (%v), its Packages index says %s: the published tree is damaged", fn, got, err, p.Get("SHA256")))
 			continue
 		}
@@ -377,19 +378,6 @@ func previousByHash(root string, r Repo) (map[string][]byte, []string) {
 		out[name] = b
 	}
 	return out, problems
-}
-
-func hashFile(file string) (string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // merge drops exact duplicates, refuses same-ID packages with different
@@ -474,7 +462,7 @@ func render(r Repo, key *pgp.Key, pkgs []candidate) (map[string][]byte, error) {
 	bin := path.Join(r.Component, "binary-"+Architecture)
 
 	pk := packagesIndex(pkgs)
-	gz, err := gzipBytes(pk)
+	gz, err := detgzip.Bytes(pk)
 	if err != nil {
 		return nil, err
 	}
@@ -530,22 +518,6 @@ func render(r Repo, key *pgp.Key, pkgs []candidate) (map[string][]byte, error) {
 
 // ReleaseDateFormat is the RFC 2822 form apt expects in Release Date.
 const ReleaseDateFormat = "Mon, 02 Jan 2006 15:04:05 UTC"
-
-func gzipBytes(b []byte) ([]byte, error) {
-	var out bytes.Buffer
-	w, err := gzip.NewWriterLevel(&out, gzip.BestCompression)
-	if err != nil {
-		return nil, err
-	}
-	// Zero header: no name, mtime 0; Go's gzip output is deterministic.
-	if _, err := w.Write(b); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
-}
 
 func xzBytes(b []byte) ([]byte, error) {
 	var out bytes.Buffer

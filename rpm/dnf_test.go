@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"github.com/halvm/halvm-release/internal/detgzip"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -145,7 +146,7 @@ func TestDnfInstallsFromSignedRepository(t *testing.T) {
 		}
 		plain := gunzip(t, matches[0])
 		plain = bytes.Replace(plain, []byte("HaLVM test package halvm<"), []byte("HaLVM evil package halvm<"), 1)
-		gz, _ := gzipBytes(plain)
+		gz, _ := detgzip.Bytes(plain)
 		if err := os.WriteFile(matches[0], gz, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -14,11 +14,11 @@ package rpm
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/halvm/halvm-release/internal/detgzip"
 	"io"
 	"io/fs"
 	"net/url"
@@ -310,7 +310,7 @@ func populate(dst string, in []inputPkg, key *pgp.Key, o Options) error {
 		if err := md.write(&plain, metas); err != nil {
 			return fmt.Errorf("writing %s.xml: %w", md.typ, err)
 		}
-		gz, err := gzipBytes(plain.Bytes())
+		gz, err := detgzip.Bytes(plain.Bytes())
 		if err != nil {
 			return fmt.Errorf("compressing %s.xml: %w", md.typ, err)
 		}
@@ -432,22 +432,6 @@ func cleanDir(dir string) {
 	for _, e := range ents {
 		os.RemoveAll(filepath.Join(dir, e.Name()))
 	}
-}
-
-// gzipBytes compresses b deterministically: no name, no mtime in the header.
-func gzipBytes(b []byte) ([]byte, error) {
-	var out bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&out, gzip.BestCompression)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := zw.Write(b); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
 }
 
 func sha256Hex(b []byte) string {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/halvm/halvm-release/internal/detgzip"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -233,7 +234,7 @@ func TestVerifyFindsTampering(t *testing.T) {
 		}, nil, []string{"unsigned"}},
 		{"primary replaced", func(t *testing.T, dir string) {
 			m, _ := filepath.Glob(filepath.Join(dir, "repodata/*-primary.xml.gz"))
-			gz, _ := gzipBytes(bytes.Replace(gunzip(t, m[0]), []byte("<summary>"), []byte("<summary>evil "), 1))
+			gz, _ := detgzip.Bytes(bytes.Replace(gunzip(t, m[0]), []byte("<summary>"), []byte("<summary>evil "), 1))
 			os.WriteFile(m[0], gz, 0o644)
 		}, nil, []string{"primary.xml.gz: sha256", "uncompressed sha256"}},
 		{"package replaced", func(t *testing.T, dir string) {
