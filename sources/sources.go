@@ -137,17 +137,24 @@ func Fetch(ctx context.Context, l *pins.Lock, dest string, o Options) (*Result, 
 }
 
 func refusePending(files []pins.File) error {
+	if err := RefusePending(files); err != nil {
+		return fmt.Errorf("fetching sources: %w", err)
+	}
+	return nil
+}
+
+// RefusePending reports every file whose pin is pending (no size and
+// sha256 recorded yet), with the command that records it; nil if none.
+// Nothing may be fetched for a lock with pending pins.
+func RefusePending(files []pins.File) error {
 	var errs []error
 	for _, f := range files {
 		if f.Pending != "" {
-			errs = append(errs, fmt.Errorf("file %s: refused: its pin is pending (%s): run `go run mage.go pins:update file:%s` on a networked machine",
-				f.Name, f.Pending, f.Name))
+			errs = append(errs, fmt.Errorf("file %s: its pin is pending (%s): run `go run mage.go pins:update file:%s` on a machine that reaches %s",
+				f.Name, f.Pending, f.Name, f.URL))
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("fetching sources: %w", errors.Join(errs...))
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (o Options) check() error {

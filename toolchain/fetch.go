@@ -57,15 +57,16 @@ func Fetch(ctx context.Context, c Config) (InputPaths, error) {
 	o := c.sourcesOptions()
 	// Pending pins first: no network work for a lock a build must refuse.
 	var errs []error
+	var build []pins.File
 	for _, f := range c.Lock.Files {
-		if (f.Role == pins.RoleBootstrapGHC || f.Role == pins.RoleTool) && f.Pending != "" {
-			errs = append(errs, fmt.Errorf("file %s: its pin is pending (%s): record it with `go run mage.go pins:update file:%s` on a machine that reaches %s", f.Name, f.Pending, f.Name, f.URL))
+		if f.Role == pins.RoleBootstrapGHC || f.Role == pins.RoleTool {
+			build = append(build, f)
 		}
 	}
 	remedy := "run on a machine that reaches the pinned hosts (then `sources.ExportMirror` carries them elsewhere), " +
 		"or give the build a mirror directory (toolchain.Config.Mirror, the layout sources.ExportMirror writes: git/<source>.git, files/<file>, <archive>/<pool file>)"
-	if len(errs) > 0 {
-		return paths, fmt.Errorf("%w (%d pins pending, nothing fetched): %w\nremedy: record the pending pins; then %s", ErrInputsUnreachable, len(errs), errors.Join(errs...), remedy)
+	if err := sources.RefusePending(build); err != nil {
+		return paths, fmt.Errorf("%w (pins pending, nothing fetched): %w\nremedy: record the pending pins; then %s", ErrInputsUnreachable, err, remedy)
 	}
 	for _, f := range c.Lock.Files {
 		if f.Role != pins.RoleBootstrapGHC && f.Role != pins.RoleTool {
