@@ -192,12 +192,13 @@ func Rollback(c Config) (Staged, error) {
 	return s, nil
 }
 
-// Handler serves the live apt repository under /apt/ and the live dnf
-// repository under /dnf/.
+// Handler serves the live apt repository under /apt/, the live dnf
+// repository under /dnf/ and the release files under /files/.
 func Handler(root string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/apt/", http.StripPrefix("/apt", publish.Handler(filepath.Join(root, "apt"))))
 	mux.Handle("/dnf/", http.StripPrefix("/dnf", publish.Handler(filepath.Join(root, "dnf"))))
+	mux.Handle("/files/", http.StripPrefix("/files", publish.Handler(filepath.Join(root, "files"))))
 	return mux
 }
 
