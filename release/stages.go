@@ -236,6 +236,15 @@ func (r *runner) publish(ctx context.Context, p pipeline.Plan, l *pipeline.Ledge
 	if err := repos.Activate(r.reposConfig(p), r.staged); err != nil {
 		return err
 	}
+	// The release files (SBOMs, provenance, signed SHA256SUMS) go beside the
+	// repositories; a trial that skipped signing has none.
+	if len(l.Find(pipeline.KindChecksums, "")) > 0 {
+		if _, err := repos.PublishFiles(ctx, r.reposConfig(p), p.PackageVersion(), p.OutDir()); err != nil {
+			return err
+		}
+	} else if r.o.Official {
+		return errors.New("no signed SHA256SUMS: an official release publishes its release files")
+	}
 	return r.publishImages(ctx, p, l)
 }
 

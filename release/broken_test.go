@@ -1,0 +1,93 @@
+package release
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/testenv"
+	"github.com/halvm/halvm-release/pins"
+	"github.com/halvm/halvm-release/publish"
+)
+
+// TestBrokenStagePublishesNothing: after a good release, a run whose stage
+// fails — early (sources) or after the repositories were staged (verify) —
+// leaves the live repositories exactly as they were, and records the later
+// stages, publish among them, as not run.
+func TestBrokenStagePublishesNothing(t *testing.T) {
+	testenv.NeedCommand(t, "autoconf", "autoconf")
+	real, err := pins.LoadFile("../pins/halvm.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cache := os.Getenv("HALVM_TEST_CACHE")
+	if cache == "" {
+		cache = filepath.Join(dir, "cache")
+	}
+	out := filepath.Join(dir, "dist")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	// The verification suite itself is TestDemo's business: here it is
+	// skipped (a trial snapshot) or deliberately broken.
+	skip := map[string]string{"verify": "covered by TestDemo"}
+	for k, v := range DemoSkips {
+		skip[k] = v
+	}
+	demo := func(breakStage string) (*pipeline.Ledger, error) {
+		var log bytes.Buffer
+		s := skip
+		if breakStage == "verify" {
+			s = DemoSkips
+		}
+		l, err := Demo(ctx, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo"), WorkDir: filepath.Join(dir, "work"), RealLock: real,
+			Skip: s, Addr: "127.0.0.1:0", Log: &log, breakStage: breakStage})
+		t.Logf("demo (broken: %q):\n%s", breakStage, log.String())
+		return l, err
+	}
+	if _, err := demo(""); err != nil {
+		t.Fatal(err)
+	}
+	apt, dnf := filepath.Join(out, "repos", "apt"), filepath.Join(out, "repos", "dnf")
+	liveApt, _ := publish.Current(apt)
+	liveDnf, _ := publish.Current(dnf)
+	for _, broken := range []string{"sources", "verify"} {
+		l, err := demo(broken)
+		if name, ok := pipeline.IsStageError(err); !ok || name != broken {
+			t.Fatalf("broken %s: err = %v", broken, err)
+		}
+		for _, s := range l.Stages() {
+			if s.Name == "publish" && s.Status != pipeline.NotRun {
+				t.Errorf("broken %s: publish is %s, want not-run", broken, s.Status)
+			}
+		}
+		if a, _ := publish.Current(apt); a != liveApt {
+			t.Errorf("broken %s: the live apt repository moved from %s to %s", broken, liveApt, a)
+		}
+		if d, _ := publish.Current(dnf); d != liveDnf {
+			t.Errorf("broken %s: the live dnf repository moved from %s to %s", broken, liveDnf, d)
+		}
+		onDisk, err := pipeline.ReadLedger(filepath.Join(out, "ledger.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var failed string
+		for _, s := range onDisk.Stages() {
+			if s.Status == pipeline.Failed {
+				failed = s.Name
+			}
+		}
+		if failed != broken {
+			t.Errorf("dist/ledger.json records %q as the failed stage, want %q", failed, broken)
+		}
+	}
+	// The verify failure happened after staging: a newer publication exists
+	// beside the live one, and it is not live.
+	if names, _ := publish.List(apt); len(names) < 2 || names[len(names)-1] == liveApt {
+		t.Errorf("apt publications %v: want a staged one newer than the live %s", names, liveApt)
+	}
+}
