@@ -13,6 +13,8 @@ import (
 	"github.com/magefile/mage/mg"
 
 	"github.com/halvm/halvm-release/internal/config"
+	"github.com/halvm/halvm-release/oci/rootfs"
+	"github.com/halvm/halvm-release/packaging"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/sources"
 )
@@ -52,10 +54,26 @@ func (Pins) Fmt() error {
 // Update resolves new pins and rewrites the lock, printing the diff.
 //
 // requests is a space-separated list of: debs, deb:NAME, source:NAME@REF,
-// file:NAME, epoch. Example: go run mage.go pins:update "file:happy epoch".
+// file:NAME, epoch, image (the image's base and dependency layers).
+// Example: go run mage.go pins:update "file:happy epoch".
 // Needs network access to what is resolved.
 func (Pins) Update(ctx context.Context, requests string) error {
-	return pins.UpdateFile(ctx, config.LockPath(os.Getenv), pins.HostResolver{}, strings.Fields(requests), os.Stdout)
+	cfg, _, err := config.Load(os.Getenv)
+	if err != nil && cfg.CacheDir == "" {
+		return err
+	}
+	r := updateResolver{ImageResolver: rootfs.ImageResolver{
+		Config:  rootfs.Config{CacheDir: filepath.Join(cfg.CacheDir, "oci")},
+		Depends: packaging.Depends[packaging.Deb],
+	}}
+	return pins.UpdateFile(ctx, config.LockPath(os.Getenv), r, strings.Fields(requests), os.Stdout)
+}
+
+// updateResolver answers pins:update: the host's git, apt and HTTP, and
+// the image's package sets from oci/rootfs.
+type updateResolver struct {
+	pins.HostResolver
+	rootfs.ImageResolver
 }
 
 // Env lists every environment variable the pipeline reads, with defaults.

@@ -169,13 +169,37 @@ type PushOptions struct {
 type Pushed struct {
 	Flavour string
 	Digest  name.Digest // <prefix>/<flavour>@sha256:...
-	Tags    []name.Tag
+	Tags    []name.Tag  // the tags Tag writes: 2.4.3, 2.4.3-<release>, latest
+	Base    name.Digest // <prefix>/halvm-base@sha256:... (zero when the image has no base)
+	BaseTag name.Tag    // <prefix>/halvm-base:bookworm
 }
 
 // Push pushes every image by digest, signs each, and only then writes the
 // tags (2.4.3, 2.4.3-<release>, latest). When the registry is unreachable
 // or anything before tagging fails, no tag is written or moved.
 func Push(ctx context.Context, images []Image, o PushOptions) ([]Pushed, error) {
+	out, err := PushDigests(ctx, images, o)
+	if err != nil {
+		return nil, err
+	}
+	// Signatures and attestations, by digest.
+	if o.Signer != nil {
+		for _, p := range out {
+			if err := o.Signer.Sign(ctx, p.Flavour, p.Digest); err != nil {
+				return nil, fmt.Errorf("signing the %s image %s (no tags were written): %w", p.Flavour, p.Digest, err)
+			}
+		}
+	}
+	if err := Tag(ctx, out, o.Remote...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PushDigests pushes every image (and its base) by digest only: it writes
+// no tag, so a release that fails later leaves nothing a user could pull
+// by name. Tag names them once the release is verified.
+func PushDigests(ctx context.Context, images []Image, o PushOptions) ([]Pushed, error) {
 	if o.Prefix == "" {
 		return nil, errors.New("pushing images: no registry prefix given")
 	}
@@ -185,7 +209,6 @@ func Push(ctx context.Context, images []Image, o PushOptions) ([]Pushed, error) 
 		baseRepo = o.Prefix + "/halvm-base"
 	}
 	var out []Pushed
-	// 1. Everything by digest.
 	for _, im := range images {
 		repo, err := name.NewRepository(o.Prefix + "/" + im.Flavour)
 		if err != nil {
@@ -195,6 +218,7 @@ func Push(ctx context.Context, images []Image, o PushOptions) ([]Pushed, error) 
 		if err := remote.Write(ref, im.Image, ropts...); err != nil {
 			return nil, fmt.Errorf("pushing the %s image to %s (no tags were written): %w", im.Flavour, ref, err)
 		}
+		p := Pushed{Flavour: im.Flavour, Digest: ref}
 		if im.Base != nil {
 			br, err := name.NewRepository(baseRepo)
 			if err != nil {
@@ -204,43 +228,47 @@ func Push(ctx context.Context, images []Image, o PushOptions) ([]Pushed, error) 
 			if err != nil {
 				return nil, err
 			}
-			if err := remote.Write(br.Digest(bd.String()), im.Base, ropts...); err != nil {
+			p.Base, p.BaseTag = br.Digest(bd.String()), br.Tag("bookworm")
+			if err := remote.Write(p.Base, im.Base, ropts...); err != nil {
 				return nil, fmt.Errorf("pushing the base image to %s (no tags were written): %w", br, err)
 			}
 		}
-		p := Pushed{Flavour: im.Flavour, Digest: ref}
 		for _, t := range im.Meta.Tags() {
 			p.Tags = append(p.Tags, repo.Tag(t))
 		}
 		out = append(out, p)
 	}
-	// 2. Signatures and attestations, by digest.
-	if o.Signer != nil {
-		for _, p := range out {
-			if err := o.Signer.Sign(ctx, p.Flavour, p.Digest); err != nil {
-				return nil, fmt.Errorf("signing the %s image %s (no tags were written): %w", p.Flavour, p.Digest, err)
-			}
-		}
-	}
-	// 3. Tags last.
-	for i, p := range out {
-		im := images[i]
-		for _, t := range p.Tags {
-			if err := remote.Tag(t, im.Image, ropts...); err != nil {
-				return nil, fmt.Errorf("tagging %s as %s: %w", p.Digest, t, err)
-			}
-		}
-		if im.Base != nil {
-			bt, err := name.NewTag(baseRepo + ":bookworm")
-			if err != nil {
-				return nil, err
-			}
-			if err := remote.Tag(bt, im.Base, ropts...); err != nil {
-				return nil, fmt.Errorf("tagging the base image as %s: %w", bt, err)
-			}
-		}
-	}
 	return out, nil
+}
+
+// Tag points the tags of images pushed by PushDigests at their digests,
+// reading each manifest back from the registry (so the images need not be
+// in memory: only what was pushed is tagged).
+func Tag(ctx context.Context, pushed []Pushed, ro ...remote.Option) error {
+	ropts := append([]remote.Option{remote.WithContext(ctx)}, ro...)
+	tag := func(d name.Digest, tags ...name.Tag) error {
+		desc, err := remote.Get(d, ropts...)
+		if err != nil {
+			return fmt.Errorf("tagging %s: reading it back from the registry: %w", d, err)
+		}
+		for _, t := range tags {
+			if err := remote.Tag(t, desc, ropts...); err != nil {
+				return fmt.Errorf("tagging %s as %s: %w", d, t, err)
+			}
+		}
+		return nil
+	}
+	for _, p := range pushed {
+		if err := tag(p.Digest, p.Tags...); err != nil {
+			return err
+		}
+		if p.Base.DigestStr() != "" {
+			if err := tag(p.Base, p.BaseTag); err != nil {
+				return fmt.Errorf("the base image: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // BaseName is the base.name annotation value for a registry prefix.

@@ -293,7 +293,7 @@ var (
 	spdxLicRE  = regexp.MustCompile(`^[A-Za-z0-9.+-]+( (AND|OR|WITH) [A-Za-z0-9.+-]+)*$`)
 	flavourRE  = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 	fileRoles  = []string{RoleBootstrapGHC, RoleTool}
-	debRoles   = []string{RoleBuildEnv, RoleTool, RoleImageBase, RoleXenBoot}
+	debRoles   = []string{RoleBuildEnv, RoleTool, RoleImageBase, RoleImageDeps, RoleXenBoot}
 	intLibs    = []string{"integer-gmp", "integer-simple"}
 	archives   = []string{"debian", "debian-security"}
 	urlSchemes = []string{"file", "git", "http", "https"}

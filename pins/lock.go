@@ -105,7 +105,7 @@ type Deb struct {
 	Name    string
 	Version string
 	Arch    string
-	Role    string // "build-env", "tool", "image-base", "xen-boot"
+	Role    string // "build-env", "tool", "image-base", "image-deps", "xen-boot"
 	// Archive is the Debian archive holding the file: "debian" or
 	// "debian-security". The mirror serving it is the machine's choice
 	// (apt's configuration); the sha256 pins the bytes.
@@ -120,7 +120,8 @@ const (
 	RoleBootstrapGHC = "bootstrap-ghc"
 	RoleTool         = "tool"
 	RoleBuildEnv     = "build-env"
-	RoleImageBase    = "image-base"
+	RoleImageBase    = "image-base" // the image's base layer: Essential + apt + ca-certificates
+	RoleImageDeps    = "image-deps" // the image's dependency layer: the closure of the .deb's Depends
 	RoleXenBoot      = "xen-boot"
 )
 

@@ -29,13 +29,24 @@ type Resolver interface {
 	Measure(ctx context.Context, url string) (int64, string, error)
 }
 
+// ImageResolver resolves the Debian packages of the toolchain image on the
+// mirror as it is now (package oci/rootfs implements it; pins stays a leaf).
+// A Resolver that also implements it serves the "image" request.
+type ImageResolver interface {
+	// ResolveImage returns the base layer's packages (role image-base) and
+	// the dependency layer's packages on top of it (role image-deps).
+	ResolveImage(ctx context.Context) (base, deps []Deb, err error)
+}
+
 // Update applies update requests to a copy of l and returns it. Requests:
 //
-//	debs                 every pinned Debian package to the mirror's candidate
+//	debs                 every pinned Debian package to the mirror's candidate (not the image's: see image)
 //	deb:NAME             one Debian package
 //	source:NAME@REF      a source's commit to what REF (branch or tag) points at now
 //	file:NAME            a file's size and sha256, measured by downloading it
 //	epoch                SOURCE_DATE_EPOCH from the superproject's commit time
+//	image                the image's base and dependency layers (roles image-base,
+//	                     image-deps), replaced as a whole (r must be an ImageResolver)
 //
 // Every request is tried; the error lists all that failed.
 func Update(ctx context.Context, l *Lock, r Resolver, requests []string) (*Lock, error) {
@@ -47,6 +58,9 @@ func Update(ctx context.Context, l *Lock, r Resolver, requests []string) (*Lock,
 		switch {
 		case req == "debs":
 			for i := range n.Debs {
+				if n.Debs[i].Role == RoleImageBase || n.Debs[i].Role == RoleImageDeps {
+					continue // resolved as a closed set by "image"
+				}
 				if err := updateDeb(ctx, r, &n.Debs[i]); err != nil {
 					fail(req, err)
 				}
@@ -98,8 +112,34 @@ func Update(ctx context.Context, l *Lock, r Resolver, requests []string) (*Lock,
 			}
 			n.Release.SourceDateEpoch = t
 			n.Release.EpochNote = fmt.Sprintf("committer time of the superproject commit %s", root.Commit[:12])
+		case req == "image":
+			ir, ok := r.(ImageResolver)
+			if !ok {
+				fail(req, fmt.Errorf("this resolver cannot resolve image packages"))
+				continue
+			}
+			base, deps, err := ir.ResolveImage(ctx)
+			if err != nil {
+				fail(req, err)
+				continue
+			}
+			var keep []Deb
+			for _, d := range n.Debs {
+				if d.Role != RoleImageBase && d.Role != RoleImageDeps {
+					keep = append(keep, d)
+				}
+			}
+			for _, d := range base {
+				d.Role = RoleImageBase
+				keep = append(keep, d)
+			}
+			for _, d := range deps {
+				d.Role = RoleImageDeps
+				keep = append(keep, d)
+			}
+			n.Debs = keep
 		default:
-			fail(req, fmt.Errorf("unknown request: want debs, deb:NAME, source:NAME@REF, file:NAME or epoch"))
+			fail(req, fmt.Errorf("unknown request: want debs, deb:NAME, source:NAME@REF, file:NAME, epoch or image"))
 		}
 	}
 	if len(errs) > 0 {

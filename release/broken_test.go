@@ -32,17 +32,17 @@ func TestBrokenStagePublishesNothing(t *testing.T) {
 	out := filepath.Join(dir, "dist")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	// The verification suite itself is TestDemo's business: here it is
-	// skipped (a trial snapshot) or deliberately broken.
-	skip := map[string]string{"verify": "covered by TestDemo"}
-	for k, v := range DemoSkips {
-		skip[k] = v
-	}
+	// Images, signatures and the verification suite are TestDemo's
+	// business: here they are skipped (a trial snapshot) or, for verify,
+	// deliberately broken.
+	skip := map[string]string{"image": "covered by TestDemo", "sign": "covered by TestDemo", "verify": "covered by TestDemo"}
 	demo := func(breakStage string) (*pipeline.Ledger, error) {
 		var log bytes.Buffer
-		s := skip
-		if breakStage == "verify" {
-			s = DemoSkips
+		s := map[string]string{}
+		for k, v := range skip {
+			if k != breakStage {
+				s[k] = v
+			}
 		}
 		l, err := Demo(ctx, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo"), WorkDir: filepath.Join(dir, "work"), RealLock: real,
 			Skip: s, Addr: "127.0.0.1:0", Log: &log, breakStage: breakStage})

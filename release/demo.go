@@ -19,21 +19,21 @@ const SampleNotice = "THIS IS THE SAMPLE UPSTREAM, NOT THE HaLVM: a generated st
 
 // DemoSkips are the stages the demo cannot run yet, and why: a run with
 // skips is a snapshot (never published as a release), and says so.
-var DemoSkips = map[string]string{
-	"image": "not wired into the release yet (package oci builds, signs and runs images in its own tests)",
-	"sign":  "not wired into the release yet (cosign image signatures and signed SHA256SUMS: packages oci/cosign and sbom)",
-}
+// None today: every stage runs.
+var DemoSkips = map[string]string{}
 
 // DemoOptions configure a demo run.
 type DemoOptions struct {
 	OutDir   string // dist/
 	CacheDir string
 	WorkDir  string
-	RealLock *pins.Lock // its tool packages (alex, HsColour) are pinned into the sample lock
+	RealLock *pins.Lock // its tool packages (alex, HsColour) and image packages are pinned into the sample lock
 	// Skip are the stages the demo cannot run yet, with why.
 	Skip map[string]string
 	Addr string // where the repositories are served during the demo
 	Log  io.Writer
+
+	breakStage string // tests: a stage that fails deliberately
 }
 
 // Demo runs the release pipeline, unchanged, on a freshly generated sample
@@ -49,6 +49,9 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating the sample upstream: %w", err)
 	}
+	// The image is built from the real lock's image pins (Debian packages,
+	// not upstream sources): the same base and dependency layers.
+	up.Lock.Debs = append(append(append([]pins.Deb(nil), up.Lock.Debs...), o.RealLock.DebsWithRole(pins.RoleImageBase)...), o.RealLock.DebsWithRole(pins.RoleImageDeps)...)
 	lockPath := filepath.Join(o.OutDir, "sample.lock")
 	if err := pipeline.WriteFileAtomic(lockPath, pins.Bytes(up.Lock), 0o644); err != nil {
 		return nil, err
@@ -69,8 +72,15 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 		return nil, err
 	}
 	defer srv.Close()
+	reg, err := StartRegistry(filepath.Join(o.WorkDir, "registry"))
+	if err != nil {
+		return nil, err
+	}
+	defer reg.Close()
+	registry := reg.Addr + "/halvm"
+	fmt.Fprintf(o.Log, "demo: images are pushed to a local registry at %s for the run's duration\n", registry)
 	l, err := Run(ctx, plan, Options{Lock: up.Lock, PGPKey: keys.PGPSource(), CosignKey: keys.CosignSource(),
-		RepoRoot: repoRoot, RepoURL: srv.URL, Log: o.Log})
+		RepoRoot: repoRoot, RepoURL: srv.URL, Registry: registry, Log: o.Log, breakStage: o.breakStage})
 	if err == nil {
 		fmt.Fprintf(o.Log, "demo: repositories published under %s (served at %s/apt and %s/dnf during the run; `go run mage.go repo:serve` serves them again)\n", repoRoot, srv.URL, srv.URL)
 	}

@@ -7,6 +7,7 @@ package release
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,6 +34,9 @@ type Options struct {
 	// skipped stages are refused. A run that is not official is a trial.
 	Official bool
 	Log      io.Writer // one line per stage, progress; nil is silent
+
+	// breakStage, set by tests, makes the named stage fail deliberately.
+	breakStage string
 }
 
 // runner carries what stages hand to each other beyond the ledger.
@@ -42,6 +46,7 @@ type runner struct {
 	signer cosignSigner
 	trees  map[string]map[string]string // flavour -> format -> installed tree
 	staged repos.Staged
+	img    imageState // images pushed by digest (image), signed (sign), tagged (publish)
 }
 
 // Stages is the release, in order.
@@ -76,7 +81,15 @@ func Run(ctx context.Context, p pipeline.Plan, o Options) (*pipeline.Ledger, err
 	defer ev.Close()
 	r := &runner{o: o, trees: map[string]map[string]string{}}
 	var l pipeline.Ledger
-	runErr := pipeline.Run(ctx, p, r.Stages(), &l, pipeline.Options{Log: o.Log, Events: pipeline.NewEventLog(ev)})
+	stages := r.Stages()
+	for i := range stages {
+		if stages[i].Name == o.breakStage {
+			stages[i].Run = func(context.Context, pipeline.Plan, *pipeline.Ledger) error {
+				return errors.New("deliberately broken (test)")
+			}
+		}
+	}
+	runErr := pipeline.Run(ctx, p, stages, &l, pipeline.Options{Log: o.Log, Events: pipeline.NewEventLog(ev)})
 	if err := l.WriteFile(p.LedgerPath()); err != nil && runErr == nil {
 		runErr = fmt.Errorf("writing the ledger: %w", err)
 	}

@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"crypto"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"time"
 
-	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/halvm/halvm-release/internal/pipeline"
+	ocicosign "github.com/halvm/halvm-release/oci/cosign"
 )
 
 // CosignKey is a cosign private key, decrypted, for keyed blob signatures
@@ -25,15 +24,20 @@ type CosignKey struct {
 
 // LoadCosignKey decrypts a cosign private key (the PEM "ENCRYPTED SIGSTORE
 // PRIVATE KEY" or "ENCRYPTED COSIGN PRIVATE KEY" that `cosign
-// generate-key-pair` writes) with its password. Errors never contain the
-// password or key material.
+// generate-key-pair` writes) with its password, through oci/cosign (the
+// one place cosign keys are decrypted). Errors never contain the password
+// or key material.
 func LoadCosignKey(privatePEM, password []byte) (*CosignKey, error) {
-	sv, err := cosign.LoadPrivateKey(privatePEM, password, nil)
+	sv, err := ocicosign.ParseSigner(privatePEM, password)
 	if err != nil {
-		return nil, errors.New("loading the cosign private key: wrong password or not a cosign private key (make one with `cosign generate-key-pair`)")
+		return nil, err
 	}
 	return &CosignKey{sv: sv}, nil
 }
+
+// NewCosignKey wraps a key loaded by oci/cosign (LoadSigner, ParseSigner),
+// so images and SHA256SUMS.sig are signed by the same loaded key.
+func NewCosignKey(sv signature.SignerVerifier) *CosignKey { return &CosignKey{sv: sv} }
 
 // PublicKeyPEM is the public half, as `cosign verify-blob --key` takes it.
 func (k *CosignKey) PublicKeyPEM() ([]byte, error) {

@@ -44,6 +44,8 @@ var Vars = []Var{
 	{"HALVM_PGP_PASSPHRASE_FILE", "", "file holding the archive key's passphrase"},
 	{"HALVM_PGP_PASSPHRASE", "", "or the passphrase itself (never logged)"},
 	{"HALVM_PGP_PUBLIC_KEY_FILE", "", "the archive public key (repo:rollback and verify need only this)"},
+	{"HALVM_COSIGN_PUBLIC_KEY_FILE", "", "the cosign public key verify checks images, attestations and SHA256SUMS.sig against"},
+	{"HALVM_VERIFY_CACHE", "$HALVM_CACHE/verify", "verify's cache: the clean Debian rootfs template and the Xen-in-QEMU machine"},
 	{"HALVM_COSIGN_KEY_FILE", "", "encrypted cosign private key (signs images, attestations, SHA256SUMS.sig)"},
 	{"HALVM_COSIGN_KEY", "", "or the key's PEM text itself (never logged)"},
 	{"HALVM_COSIGN_PASSWORD_FILE", "", "file holding the cosign key's password"},
@@ -52,6 +54,7 @@ var Vars = []Var{
 	{"HALVM_REPO_ROOT", "dist/repos", "publish root of the apt (apt/) and dnf (dnf/) repositories"},
 	{"HALVM_REPO_URL", "http://127.0.0.1:8619", "the URL users fetch the repositories from (baked into halvm.sources and halvm.repo)"},
 	{"HALVM_REPO_ADDR", "127.0.0.1:8619", "where repo:serve listens"},
+	{"HALVM_REGISTRY", "", "image repository prefix the images are pushed to by digest, e.g. ghcr.io/halvm (\"\" keeps them in dist/oci only)"},
 }
 
 // Getenv is how config reads the environment (tests replace it).

@@ -76,7 +76,9 @@ func resolve(ctx context.Context, a *apt, top []string, essential bool) ([]Pin, 
 }
 
 // ResolveSet resolves an image's Debian layers: base is the essential set
-// plus basePackages; Deps is what the toolchain .deb(s) need on top of it.
+// plus basePackages; Deps is what the toolchain needs on top of it:
+// toolchainDebs are paths to the toolchain .deb(s) or the names of its
+// dependencies (pins:update resolves before any .deb exists).
 func ResolveSet(ctx context.Context, c Config, basePackages []string, toolchainDebs []string) (Set, error) {
 	a, err := newApt(c.CacheDir, c.Mirror)
 	if err != nil {
@@ -88,11 +90,6 @@ func ResolveSet(ctx context.Context, c Config, basePackages []string, toolchainD
 	base, err := resolve(ctx, a, basePackages, true)
 	if err != nil {
 		return Set{}, fmt.Errorf("resolving the base layer: %w", err)
-	}
-	for _, d := range toolchainDebs {
-		if !isDebPath(d) {
-			return Set{}, fmt.Errorf("resolving the dependency layer: %q is not a path to a .deb", d)
-		}
 	}
 	all, err := resolve(ctx, a, append(append([]string(nil), basePackages...), toolchainDebs...), true)
 	if err != nil {

@@ -1,0 +1,666 @@
+package checks_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/halvm/halvm-release/debian"
+	"github.com/halvm/halvm-release/internal/devkeys"
+	"github.com/halvm/halvm-release/internal/pgp"
+	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
+	"github.com/halvm/halvm-release/internal/run"
+	"github.com/halvm/halvm-release/internal/testenv"
+	"github.com/halvm/halvm-release/oci/cosign"
+	"github.com/halvm/halvm-release/pins"
+	"github.com/halvm/halvm-release/release"
+	"github.com/halvm/halvm-release/sbom"
+	"github.com/halvm/halvm-release/verify"
+	"github.com/halvm/halvm-release/verify/checks"
+)
+
+// fixture is one real release of the sample upstream (release.Demo, whose
+// verify stage runs this suite), built once per test binary.
+type fixture struct {
+	dist  string
+	keys  devkeys.Files
+	lock  *pins.Lock
+	err   error
+	log   string
+	taken time.Duration
+}
+
+var (
+	fixOnce sync.Once
+	fix     fixture
+	fixDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if fixDir != "" {
+		os.RemoveAll(fixDir)
+	}
+	os.Exit(code)
+}
+
+func needTools(t *testing.T) {
+	t.Helper()
+	testenv.NeedCommand(t, "gpgv", "gpgv")
+	testenv.NeedCommand(t, "rpm", "rpm", "rpmkeys")
+	testenv.NeedCommand(t, "dpkg", "dpkg-deb")
+	testenv.NeedCommand(t, "autoconf", "autoconf")
+}
+
+func demo(t *testing.T) fixture {
+	t.Helper()
+	needTools(t)
+	fixOnce.Do(func() {
+		real, err := pins.LoadFile("../../pins/halvm.lock")
+		if err != nil {
+			fix.err = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "halvm-checks-test-")
+		if err != nil {
+			fix.err = err
+			return
+		}
+		fixDir = dir
+		cache := os.Getenv("HALVM_TEST_CACHE")
+		if cache == "" {
+			if base, err := os.UserCacheDir(); err == nil {
+				cache = filepath.Join(base, "halvm-release-test")
+			} else {
+				cache = filepath.Join(dir, "cache")
+			}
+		}
+		cache = filepath.Join(cache, "demo")
+		var log bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		defer cancel()
+		start := time.Now()
+		_, fix.err = release.Demo(ctx, release.DemoOptions{OutDir: filepath.Join(dir, "dist"), CacheDir: cache, WorkDir: filepath.Join(dir, "work"),
+			RealLock: real, Skip: release.DemoSkips, Addr: "127.0.0.1:0", Log: &log})
+		fix.taken = time.Since(start)
+		fix.log = log.String()
+		fix.dist = filepath.Join(dir, "dist")
+		fix.keys = devkeys.In(filepath.Join(cache, "dev-keys"))
+		if fix.err == nil {
+			fix.lock, fix.err = pins.LoadFile(filepath.Join(fix.dist, "sample.lock"))
+		}
+	})
+	if fix.err != nil {
+		t.Fatalf("the demo release: %v\n%s", fix.err, fix.log)
+	}
+	return fix
+}
+
+// release is a private copy of the demo's dist/ a test may tamper with.
+type rel struct {
+	dist     string
+	apt, dnf string
+	cfg      checks.Config
+	env      *verify.Env
+}
+
+func copyRelease(t *testing.T) *rel {
+	t.Helper()
+	f := demo(t)
+	dst := filepath.Join(t.TempDir(), "dist")
+	if err := run.Run(context.Background(), run.Cmd{Args: []string{"cp", "-a", f.dist, dst}, Env: run.BaseEnv()}); err != nil {
+		t.Fatal(err)
+	}
+	env, err := verify.LoadEnv(dst, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rel{dist: dst, env: env}
+	for _, k := range []pipeline.Kind{pipeline.KindAptRepo, pipeline.KindDnfRepo} {
+		as := env.Ledger.Find(k, "")
+		if len(as) != 1 {
+			t.Fatalf("ledger: %d %s artifacts", len(as), k)
+		}
+		relp, err := filepath.Rel(f.dist, as[0].Path)
+		if err != nil || strings.HasPrefix(relp, "..") {
+			t.Fatalf("%s %s is not below the demo's dist %s", k, as[0].Path, f.dist)
+		}
+		if k == pipeline.KindAptRepo {
+			r.apt = filepath.Join(dst, relp)
+		} else {
+			r.dnf = filepath.Join(dst, relp)
+		}
+	}
+	pub, err := os.ReadFile(f.keys.PGPPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpub, err := os.ReadFile(f.keys.CosignPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cfg = checks.Config{AptDir: r.apt, DnfDir: r.dnf, ArchiveKey: pub, CosignKey: cpub, Lock: f.lock,
+		Flavours: []string{"halvm", "halvm-gmp"}}
+	return r
+}
+
+// runCheck runs one check of the suite and returns its result.
+func (r *rel) runCheck(t *testing.T, name string) verify.Result {
+	t.Helper()
+	for _, c := range checks.Suite(r.cfg) {
+		if c.Name == name {
+			c.After = nil
+			rep, err := verify.Run(context.Background(), r.env, []verify.Check{c}, verify.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := rep.Results[0]
+			t.Logf("%s: %s: %s%s\n  %s", name, res.Status, res.Summary, res.Reason, strings.Join(res.Details, "\n  "))
+			return res
+		}
+	}
+	t.Fatalf("no check %s in the suite", name)
+	return verify.Result{}
+}
+
+func wantStatus(t *testing.T, res verify.Result, want verify.Status, reasonHas ...string) {
+	t.Helper()
+	if res.Status != want {
+		t.Fatalf("%s: status %s (%s), want %s", res.Name, res.Status, res.Reason, want)
+	}
+	all := res.Reason + "\n" + strings.Join(res.Details, "\n")
+	for _, s := range reasonHas {
+		if !strings.Contains(all, s) {
+			t.Errorf("%s: the report does not say %q:\n%s", res.Name, s, all)
+		}
+	}
+}
+
+func otherKey(t *testing.T) []byte {
+	t.Helper()
+	k, err := pgp.Generate("Someone Else", "else@example.org", true, time.Unix(1_600_000_000, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.PublicArmored()
+}
+
+// TestDemoRunsTheSuite: the release's verify stage ran this suite on the
+// staged repositories and wrote verify.json with every check passing or
+// (only for stages the demo skips) not run.
+func TestDemoRunsTheSuite(t *testing.T) {
+	f := demo(t)
+	t.Logf("demo (with the verification and its rebuild) took %s:\n%s", f.taken.Round(time.Millisecond), f.log)
+	for _, want := range []string{"PASS    signatures/apt-release-signatures", "PASS    signatures/rpm-signatures", "PASS    signatures/sha256sums-signatures",
+		"PASS    signatures/image-signatures", "PASS    consistency/apt-repository-index", "PASS    consistency/image-installs-released-debs",
+		"PASS    consistency/sbom-halvm-gmp", "PASS    reproducibility/rebuild-identical", "PASS    install/apt-install-halvm-gmp", "PASS    install/dnf-install-halvm",
+		"PASS    image/image-run-halvm", "PASS    boot/xen-boot-halvm-gmp", "PASS    boot/xen-boot-image-halvm", "verify: PASS"} {
+		if !strings.Contains(f.log, want) {
+			t.Errorf("the demo's verification report lacks %q:\n%s", want, f.log)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(f.dist, "verify.json")); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestAptSignatures(t *testing.T) {
+	r := copyRelease(t)
+	wantStatus(t, r.runCheck(t, checks.CheckAptSignatures), verify.Pass)
+
+	t.Run("wrong key", func(t *testing.T) {
+		r := copyRelease(t)
+		r.cfg.ArchiveKey = otherKey(t)
+		wantStatus(t, r.runCheck(t, checks.CheckAptSignatures), verify.Fail, "2 apt signature(s) do not verify", "gpgv rejects InRelease", "gpgv rejects Release.gpg over Release")
+	})
+	t.Run("tampered Release", func(t *testing.T) {
+		r := copyRelease(t)
+		p := filepath.Join(r.apt, "dists", "stable", "Release")
+		appendTo(t, p, "Tampered: yes\n")
+		wantStatus(t, r.runCheck(t, checks.CheckAptSignatures), verify.Fail, "1 apt signature(s) do not verify", "Release.gpg over Release")
+	})
+	t.Run("tampered InRelease", func(t *testing.T) {
+		r := copyRelease(t)
+		p := filepath.Join(r.apt, "dists", "stable", "InRelease")
+		replaceIn(t, p, "Suite: stable", "Suite: stab1e")
+		wantStatus(t, r.runCheck(t, checks.CheckAptSignatures), verify.Fail, "gpgv rejects InRelease")
+	})
+}
+
+func TestRPMSignatures(t *testing.T) {
+	r := copyRelease(t)
+	res := r.runCheck(t, checks.CheckRPMSignatures)
+	wantStatus(t, res, verify.Pass)
+	if res.Checked != 6 { // 3 in the repository, 3 in the ledger
+		t.Errorf("checked %d rpms, want 6", res.Checked)
+	}
+	t.Run("wrong key is NOKEY, a failure", func(t *testing.T) {
+		r := copyRelease(t)
+		r.cfg.ArchiveKey = otherKey(t)
+		wantStatus(t, r.runCheck(t, checks.CheckRPMSignatures), verify.Fail, "6 of 6 rpm(s) are not signed", "NOKEY")
+	})
+	t.Run("tampered payload", func(t *testing.T) {
+		r := copyRelease(t)
+		a := r.env.Ledger.Find(pipeline.KindRPM, "halvm")
+		if len(a) != 1 {
+			t.Fatal("no halvm rpm in the ledger")
+		}
+		flipLastByte(t, r.env.Path(a[0].Path))
+		wantStatus(t, r.runCheck(t, checks.CheckRPMSignatures), verify.Fail, "1 of 6 rpm(s)", filepath.Base(a[0].Path))
+	})
+}
+
+func TestDnfRepomdSignature(t *testing.T) {
+	r := copyRelease(t)
+	wantStatus(t, r.runCheck(t, checks.CheckDnfRepomdSig), verify.Pass)
+	replaceIn(t, filepath.Join(r.dnf, "repodata", "repomd.xml"), "<revision>", "<revision>1")
+	wantStatus(t, r.runCheck(t, checks.CheckDnfRepomdSig), verify.Fail, "gpgv rejects repomd.xml.asc over repomd.xml")
+}
+
+// TestSumsSignatures signs SHA256SUMS of the copy with the development
+// keys (the sign stage is not wired into the demo yet), then tampers.
+func TestSumsSignatures(t *testing.T) {
+	t.Run("missing from the ledger of a release without skips", func(t *testing.T) {
+		r := copyRelease(t)
+		var l pipeline.Ledger
+		for _, a := range r.env.Ledger.Artifacts() {
+			if a.Kind != pipeline.KindChecksums {
+				l.Add(a)
+			}
+		}
+		r.env.Ledger = &l
+		wantStatus(t, r.runCheck(t, checks.CheckSumsSignatures), verify.Fail, "the ledger records no checksums artifact")
+	})
+	t.Run("not run in a snapshot that skipped signing", func(t *testing.T) {
+		r := copyRelease(t)
+		r.cfg.Skipped = map[string]string{"sign": "not wired"}
+		res := r.runCheck(t, checks.CheckSumsSignatures)
+		wantStatus(t, res, verify.NotRun, "stage sign was skipped")
+		if res.Required {
+			t.Error("a check of a skipped stage is still required")
+		}
+	})
+	sign := func(t *testing.T) *rel {
+		r := copyRelease(t)
+		f := demo(t)
+		key, err := pgp.LoadKey(f.keys.PGPSource())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ck := loadCosignKey(t, f.keys)
+		var names []string
+		for _, a := range r.env.Ledger.Find(pipeline.KindDeb, "") {
+			names = append(names, a.Path)
+		}
+		if _, err := sbom.WriteSignedSums(r.dist, names, ck, key, r.cfg.Lock.Release.Epoch(), r.env.Ledger); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	t.Run("as released", func(t *testing.T) {
+		r := copyRelease(t)
+		wantStatus(t, r.runCheck(t, checks.CheckSumsSignatures), verify.Pass)
+	})
+	t.Run("signed", func(t *testing.T) {
+		r := sign(t)
+		wantStatus(t, r.runCheck(t, checks.CheckSumsSignatures), verify.Pass)
+	})
+	t.Run("wrong cosign key", func(t *testing.T) {
+		r := sign(t)
+		priv, pub, err := cosign.GenerateKey([]byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = priv
+		r.cfg.CosignKey = pub
+		wantStatus(t, r.runCheck(t, checks.CheckSumsSignatures), verify.Fail, "SHA256SUMS.sig")
+	})
+	t.Run("wrong archive key", func(t *testing.T) {
+		r := sign(t)
+		r.cfg.ArchiveKey = otherKey(t)
+		wantStatus(t, r.runCheck(t, checks.CheckSumsSignatures), verify.Fail, "gpgv rejects SHA256SUMS.asc")
+	})
+	t.Run("tampered listed file", func(t *testing.T) {
+		r := sign(t)
+		a := r.env.Ledger.Find(pipeline.KindDeb, "halvm-gmp")
+		flipLastByte(t, r.env.Path(a[0].Path))
+		wantStatus(t, r.runCheck(t, checks.CheckSumsSignatures), verify.Fail, filepath.Base(a[0].Path)+": sha256 is")
+	})
+}
+
+// TestImageSignaturesRequireImages: with no image in the ledger the
+// required image check fails (a snapshot that skipped the stages excepted).
+func TestImageSignaturesRequireImages(t *testing.T) {
+	r := copyRelease(t)
+	r.env.Ledger = without(r.env.Ledger, pipeline.KindOCIImage)
+	res := r.runCheck(t, checks.CheckImageSignatures)
+	wantStatus(t, res, verify.Fail, "the ledger records no oci-image artifact")
+	if !res.Required {
+		t.Error("the image signature check is optional in a release without skips")
+	}
+}
+
+func TestConsistency(t *testing.T) {
+	r := copyRelease(t)
+	for _, n := range []string{checks.CheckLedgerDigests, checks.CheckAptIndex, checks.CheckDnfIndex, checks.CheckSBOM("halvm"), checks.CheckSBOM("halvm-gmp")} {
+		wantStatus(t, r.runCheck(t, n), verify.Pass)
+	}
+	t.Run("tampered deb in the pool", func(t *testing.T) {
+		r := copyRelease(t)
+		debs, _ := filepath.Glob(filepath.Join(r.apt, "pool", "*", "*", "*", "halvm-gmp_*.deb"))
+		if len(debs) != 1 {
+			t.Fatalf("pool: %v", debs)
+		}
+		flipLastByte(t, debs[0])
+		wantStatus(t, r.runCheck(t, checks.CheckAptIndex), verify.Fail, "the apt repository is inconsistent", "halvm-gmp", "the ledger's halvm-gmp is")
+	})
+	t.Run("tampered rpm in the repository", func(t *testing.T) {
+		r := copyRelease(t)
+		rpms, _ := filepath.Glob(filepath.Join(r.dnf, "Packages", "*", "halvm-2*.rpm"))
+		if len(rpms) == 0 {
+			rpms, _ = filepath.Glob(filepath.Join(r.dnf, "Packages", "halvm-2*.rpm"))
+		}
+		if len(rpms) != 1 {
+			t.Fatalf("Packages: %v", rpms)
+		}
+		flipLastByte(t, rpms[0])
+		wantStatus(t, r.runCheck(t, checks.CheckDnfIndex), verify.Fail, "the dnf repository is inconsistent")
+	})
+	t.Run("tampered artifact", func(t *testing.T) {
+		r := copyRelease(t)
+		a := r.env.Ledger.Find(pipeline.KindSPDX, "halvm")
+		appendTo(t, r.env.Path(a[0].Path), " ")
+		wantStatus(t, r.runCheck(t, checks.CheckLedgerDigests), verify.Fail, "1 ledger artifact(s) differ", a[0].Path)
+	})
+	t.Run("SBOM that disagrees with the ledger", func(t *testing.T) {
+		r := copyRelease(t)
+		// A new .deb digest in the ledger: the SBOM no longer describes
+		// the package the release ships.
+		var l []pipeline.Artifact
+		for _, a := range r.env.Ledger.Artifacts() {
+			if a.Kind == pipeline.KindDeb && a.Flavour == "halvm" {
+				a.SHA256 = strings.Repeat("0", 64)
+			}
+			l = append(l, a)
+		}
+		nl := &pipeline.Ledger{}
+		for _, a := range l {
+			nl.Add(a)
+		}
+		r.env.Ledger = nl
+		wantStatus(t, r.runCheck(t, checks.CheckSBOM("halvm")), verify.Fail, "the SBOMs of halvm")
+	})
+}
+
+// TestRebuildDiffers: a rebuild whose output differs (an injected
+// non-reproducible input: a build timestamp in a tree manifest and an
+// extra field in Packages) is caught per artifact, with verify/diff's
+// listing of what differs.
+func TestRebuildDiffers(t *testing.T) {
+	orig := copyRelease(t)
+	r2 := copyRelease(t) // the "rebuild"
+	var m pipeline.Artifact
+	for _, a := range r2.env.Ledger.Find(pipeline.KindTreeManifest, "halvm") {
+		m = a
+	}
+	p := r2.env.Path(m.Path)
+	appendTo(t, p, "# built at "+time.Now().Format(time.RFC3339Nano)+"\n")
+	if _, err := r2.env.Ledger.AddFile(m.Kind, m.Name, m.Flavour, p, m.Path); err != nil {
+		t.Fatal(err)
+	}
+	pk, _ := filepath.Glob(filepath.Join(r2.apt, "dists", "*", "main", "binary-*", "Packages"))
+	replaceIn(t, pk[0], "Package: halvm\n", "Package: halvm\nBuilt-On: "+time.Now().Format(time.RFC3339)+"\n")
+	// The rebuild's ledger records its repository where its files are.
+	var l pipeline.Ledger
+	for _, a := range r2.env.Ledger.Artifacts() {
+		switch a.Kind {
+		case pipeline.KindAptRepo:
+			a.Path = r2.apt
+		case pipeline.KindDnfRepo:
+			a.Path = r2.dnf
+		}
+		l.Add(a)
+	}
+	ev, err := checks.CompareRebuild(context.Background(), orig.env, r2.dist, &l, orig.apt, orig.dnf)
+	t.Logf("%v\n%s", err, strings.Join(ev.Details, "\n"))
+	if err == nil {
+		t.Fatal("a rebuild with different bytes passed")
+	}
+	all := err.Error() + "\n" + strings.Join(ev.Details, "\n")
+	for _, want := range []string{"the rebuild differs: 2 of ", "DIFFERS   tree-manifest toolchain (halvm)", "DIFFERS   apt-repo dists/stable/main/binary-amd64/Packages",
+		"identical deb halvm ", "built at", "Built-On"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the report does not say %q", want)
+		}
+	}
+}
+
+func appendTo(t *testing.T, p, s string) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func replaceIn(t *testing.T, p, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(old)) {
+		t.Fatalf("%s does not contain %q", p, old)
+	}
+	if err := os.WriteFile(p, bytes.Replace(b, []byte(old), []byte(new), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func flipLastByte(t *testing.T, p string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func loadCosignKey(t *testing.T, k devkeys.Files) *sbom.CosignKey {
+	t.Helper()
+	priv, err := os.ReadFile(k.CosignKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass, err := os.ReadFile(k.CosignPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := sbom.LoadCosignKey(priv, bytes.TrimSuffix(pass, []byte("\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ck
+}
+
+// TestImageDebs: the images hold the released .debs' files; an image
+// built from another .deb (here: the released one with one file changed,
+// rebuilt with dpkg-deb) is caught with the file named.
+func TestImageDebs(t *testing.T) {
+	r := copyRelease(t)
+	res := r.runCheck(t, checks.CheckImageDebs)
+	wantStatus(t, res, verify.Pass)
+	if res.Checked < 10 {
+		t.Errorf("checked only %d files", res.Checked)
+	}
+	t.Run("a different deb", func(t *testing.T) {
+		r := copyRelease(t)
+		a := r.env.Ledger.Find(pipeline.KindDeb, "halvm")
+		var deb pipeline.Artifact
+		for _, x := range a {
+			if x.Name == "halvm" {
+				deb = x
+			}
+		}
+		p := r.env.Path(deb.Path)
+		tree := filepath.Join(t.TempDir(), "tree")
+		ctx := context.Background()
+		if err := run.Run(ctx, run.Cmd{Args: []string{"dpkg-deb", "-R", p, tree}, Env: run.BaseEnv()}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := run.Output(ctx, run.Cmd{Args: []string{"find", tree, "-path", "*/DEBIAN", "-prune", "-o", "-type", "f", "-name", "*.hs", "-print", "-quit"}, Env: run.BaseEnv()})
+		if err != nil || len(bytes.TrimSpace(out)) == 0 {
+			t.Fatalf("no .hs file in %s: %v", deb.Path, err)
+		}
+		victim := string(bytes.TrimSpace(out))
+		appendTo(t, victim, "-- changed\n")
+		if err := run.Run(ctx, run.Cmd{Args: []string{"dpkg-deb", "--root-owner-group", "-b", tree, p}, Env: run.BaseEnv()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.env.Ledger.AddFile(deb.Kind, deb.Name, deb.Flavour, p, deb.Path); err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(tree, victim)
+		wantStatus(t, r.runCheck(t, checks.CheckImageDebs), verify.Fail, "1 image(s) do not hold the released packages", "/"+rel+": ")
+	})
+}
+
+// TestAptInstall installs each flavour from the demo's publication in a
+// clean Debian 12 rootfs; then a broken package (a postinst that leaves a
+// file behind, republished and signed with the archive key) is caught by
+// the purge check, the leftover named.
+func TestAptInstall(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedCommand(t, "mmdebstrap", "mmdebstrap")
+	r := copyRelease(t)
+	r.env.CacheDir = rootfstest.CacheDir()
+	res := r.runCheck(t, checks.CheckAptInstall("halvm"))
+	wantStatus(t, res, verify.Pass)
+
+	t.Run("leftover after purge", func(t *testing.T) {
+		r := copyRelease(t)
+		r.env.CacheDir = rootfstest.CacheDir()
+		f := demo(t)
+		ctx := context.Background()
+		var deb pipeline.Artifact
+		for _, x := range r.env.Ledger.Find(pipeline.KindDeb, "halvm") {
+			if x.Name == "halvm" {
+				deb = x
+			}
+		}
+		tree := filepath.Join(t.TempDir(), "tree")
+		if err := run.Run(ctx, run.Cmd{Args: []string{"dpkg-deb", "-R", r.env.Path(deb.Path), tree}, Env: run.BaseEnv()}); err != nil {
+			t.Fatal(err)
+		}
+		post := filepath.Join(tree, "DEBIAN", "postinst")
+		if _, err := os.Stat(post); err != nil {
+			if err := os.WriteFile(post, []byte("#!/bin/sh\nset -e\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Right after the interpreter line: the postinst ends with exit 0.
+		b, err := os.ReadFile(post)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, rest, _ := strings.Cut(string(b), "\n")
+		if err := os.WriteFile(post, []byte(first+"\ntouch /etc/halvm-leftover\n"+rest), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		broken := filepath.Join(t.TempDir(), filepath.Base(deb.Path))
+		if err := run.Run(ctx, run.Cmd{Args: []string{"dpkg-deb", "--root-owner-group", "-b", tree, broken}, Env: run.BaseEnv()}); err != nil {
+			t.Fatal(err)
+		}
+		key, err := pgp.LoadKey(f.keys.PGPSource())
+		if err != nil {
+			t.Fatal(err)
+		}
+		repo := filepath.Join(t.TempDir(), "apt")
+		if _, err := debian.Write(repo, debian.Input{Repo: debian.Repo{URL: "http://127.0.0.1:8619/apt", Date: r.cfg.Lock.Release.Epoch(), Version: "2.4.3"},
+			Key: key, Debs: []string{broken}}); err != nil {
+			t.Fatal(err)
+		}
+		r.cfg.AptDir = repo
+		wantStatus(t, r.runCheck(t, checks.CheckAptInstall("halvm")), verify.Fail, "after apt-get purge halvm the rootfs differs: 1 path(s) left behind", "left behind: etc/halvm-leftover")
+	})
+}
+
+func without(l *pipeline.Ledger, kind pipeline.Kind) *pipeline.Ledger {
+	var nl pipeline.Ledger
+	for _, a := range l.Artifacts() {
+		if a.Kind != kind {
+			nl.Add(a)
+		}
+	}
+	return &nl
+}
+
+// TestImageChecksNeedTheRecordedImage: no image in the ledger fails the
+// required image checks; a ref that is not the ledger's digest is refused
+// before anything is pulled.
+func TestImageChecksNeedTheRecordedImage(t *testing.T) {
+	testenv.NeedCommand(t, "docker.io", "docker")
+	r := copyRelease(t)
+	r.env.Ledger = without(r.env.Ledger, pipeline.KindOCIImage)
+	for _, n := range []string{checks.CheckImageRun("halvm"), checks.CheckImageDebs} {
+		res := r.runCheck(t, n)
+		if res.Status == verify.NotRun && strings.Contains(res.Reason, "docker") {
+			testenv.Unavailable(t, "docker daemon: "+res.Reason, res.Remedy)
+		}
+		wantStatus(t, res, verify.Fail, "the ledger records no oci-image")
+	}
+	r = copyRelease(t)
+	var l pipeline.Ledger
+	for _, a := range r.env.Ledger.Artifacts() {
+		if a.Kind == pipeline.KindOCIImage && a.Flavour == "halvm" {
+			a.SHA256 = strings.Repeat("ab", 32)
+		}
+		l.Add(a)
+	}
+	r.env.Ledger = &l
+	wantStatus(t, r.runCheck(t, checks.CheckImageRun("halvm")), verify.Fail, "is not the ledger's digest")
+}
+
+// TestBootWrongText: a unikernel that prints the wrong text, compiled by
+// the installed toolchain, is caught by the boot check with what it
+// printed and what was expected.
+func TestBootWrongText(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedCommand(t, "qemu-system-x86", "qemu-system-x86_64")
+	r := copyRelease(t)
+	r.env.CacheDir = rootfstest.CacheDir()
+	r.cfg.Programs = []checks.Program{{Source: "Hello.hs", Expect: "Hello, World!",
+		Text: []byte("import Hypervisor.Console\nmain = do con <- initXenConsole; writeConsole con \"Goodbye, World!\\n\"\n")}}
+	wantStatus(t, r.runCheck(t, checks.CheckBoot("halvm")), verify.Fail, "1 of 1 unikernel(s) built by the installed halvm did not boot as expected",
+		`guest printed "Goodbye, World!", expected "Hello, World!"`)
+}
+
+// TestDnfInstall: dnf resolves and the rpm installs and erases cleanly;
+// with repomd.xml changed after signing, dnf (repo_gpgcheck=1) refuses the
+// repository and the check fails.
+func TestDnfInstall(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedCommand(t, "dnf", "dnf")
+	testenv.NeedCommand(t, "mmdebstrap", "mmdebstrap")
+	r := copyRelease(t)
+	r.env.CacheDir = rootfstest.CacheDir()
+	wantStatus(t, r.runCheck(t, checks.CheckDnfInstall("halvm-gmp")), verify.Pass)
+
+	r = copyRelease(t)
+	r.env.CacheDir = rootfstest.CacheDir()
+	replaceIn(t, filepath.Join(r.dnf, "repodata", "repomd.xml"), "<revision>", "<revision>1")
+	wantStatus(t, r.runCheck(t, checks.CheckDnfInstall("halvm-gmp")), verify.Fail, "dnf (repo_gpgcheck=1) resolving halvm-gmp")
+}

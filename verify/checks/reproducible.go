@@ -1,0 +1,188 @@
+package checks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/verify"
+	"github.com/halvm/halvm-release/verify/diff"
+)
+
+// CheckRebuild is the reproducibility check's name.
+const CheckRebuild = "rebuild-identical"
+
+// Variation is how a rebuild's conditions differ from the release's.
+type Variation struct {
+	// WorkDir is the rebuild's build root: a different parent directory
+	// than the release's.
+	WorkDir string
+	// Umask is the process umask during the rebuild (0o077).
+	Umask int
+	// TZ is the local time zone during the rebuild.
+	TZ string
+	// Env is extra environment (LC_ALL, LANG) in reversed order, set on
+	// the process during the rebuild: external programs get an explicit
+	// environment (internal/run), so this proves host settings do not
+	// leak into the build.
+	Env []string
+}
+
+// DefaultVariation is the rebuild's variation below scratch.
+func DefaultVariation(scratch string) Variation {
+	return Variation{
+		WorkDir: filepath.Join(scratch, "elsewhere", "build-root"),
+		Umask:   0o077,
+		TZ:      "Pacific/Kiritimati",
+		Env:     []string{"LANG=fr_FR.UTF-8", "LC_ALL=de_DE.UTF-8"},
+	}
+}
+
+// Describe names the variation in the evidence.
+func (v Variation) Describe() string {
+	return fmt.Sprintf("build root %s, umask %04o, TZ=%s, %s", v.WorkDir, v.Umask, v.TZ, strings.Join(v.Env, " "))
+}
+
+// reproducibleKinds are the artifacts a rebuild must reproduce.
+var reproducibleKinds = []pipeline.Kind{pipeline.KindTreeManifest, pipeline.KindDeb, pipeline.KindRPM, pipeline.KindOCIImage, pipeline.KindOCILayout, pipeline.KindSPDX, pipeline.KindCycloneDX, pipeline.KindProvenance}
+
+func reproducibilityChecks(c Config) []verify.Check {
+	return []verify.Check{{
+		Name: CheckRebuild, Family: verify.Reproducibility, Required: true,
+		Doc: "a rebuild from the lock with a fresh toolchain step cache, another build root, umask 077, another TZ and locale gives every artifact and the repository metadata byte for byte",
+		Needs: []verify.Prereq{{
+			What: "a rebuild function", Remedy: "run the verification through the release (go run mage.go demo) or mage verify with the lock",
+			Check: func(context.Context) error {
+				if c.Rebuild == nil {
+					return errors.New("this run has no way to rebuild the release")
+				}
+				return nil
+			},
+		}},
+		Run: func(ctx context.Context, env *verify.Env) (verify.Evidence, error) {
+			out := filepath.Join(env.Scratch, "rebuild-dist")
+			v := DefaultVariation(env.Scratch)
+			if err := c.Rebuild(ctx, out, v); err != nil {
+				return verify.Evidence{}, fmt.Errorf("rebuilding the release (%s): %w", v.Describe(), err)
+			}
+			second, err := pipeline.ReadLedger(filepath.Join(out, "ledger.json"))
+			if err != nil {
+				return verify.Evidence{}, fmt.Errorf("reading the rebuild's ledger: %w", err)
+			}
+			apt, dnf := "", ""
+			if a, err := repoDir(env, c.AptDir, pipeline.KindAptRepo); err == nil {
+				apt = a
+			}
+			if d, err := repoDir(env, c.DnfDir, pipeline.KindDnfRepo); err == nil {
+				dnf = d
+			}
+			ev, err := CompareRebuild(ctx, env, out, second, apt, dnf)
+			ev.Summary = strings.TrimSpace(ev.Summary + " (" + v.Describe() + ")")
+			return ev, err
+		},
+	}}
+}
+
+// CompareRebuild compares the release in env with a rebuild in out (its
+// ledger second): every reproducible artifact by digest, and the
+// repository metadata (apt Packages, dnf primary) of the release's
+// publications apt and dnf with the rebuild's. Every artifact is reported;
+// a mismatch's details carry verify/diff's listing.
+func CompareRebuild(ctx context.Context, env *verify.Env, out string, second *pipeline.Ledger, apt, dnf string) (verify.Evidence, error) {
+	var ev verify.Evidence
+	var bad []string
+	for _, k := range reproducibleKinds {
+		firsts, err := env.Artifacts(k, "")
+		if err != nil {
+			bad = append(bad, err.Error())
+			continue
+		}
+		for _, a := range firsts {
+			var b *pipeline.Artifact
+			for _, x := range second.Find(k, a.Flavour) {
+				if x.Name == a.Name {
+					x := x
+					b = &x
+				}
+			}
+			label := fmt.Sprintf("%s %s", k, a.Name)
+			if a.Flavour != "" && a.Flavour != a.Name {
+				label += " (" + a.Flavour + ")"
+			}
+			switch {
+			case b == nil:
+				bad = append(bad, label+": the rebuild did not make it")
+				ev.Details = append(ev.Details, "MISSING   "+label)
+			case b.SHA256 == a.SHA256 && b.Size == a.Size:
+				ev.Checked++
+				ev.Details = append(ev.Details, "identical "+label+" sha256 "+a.SHA256)
+			default:
+				bad = append(bad, fmt.Sprintf("%s: sha256 %s, the rebuild's %s", label, a.SHA256, b.SHA256))
+				ev.Details = append(ev.Details, "DIFFERS   "+label)
+				if a.Path == "" || b.Path == "" {
+					continue // an image manifest digest: the layout tarball's listing shows the bytes
+				}
+				d, _ := verify.CompareBuilds(ctx, env.Path(a.Path), filepath.Join(out, filepath.FromSlash(b.Path)), diff.Options{}, false)
+				for _, l := range d.Details {
+					ev.Details = append(ev.Details, "    "+l)
+				}
+			}
+		}
+	}
+	// Repository metadata: the rebuild's own staged publications.
+	for _, m := range []struct {
+		kind pipeline.Kind
+		dir  string
+		glob string
+	}{{pipeline.KindAptRepo, apt, "dists/*/main/binary-*/Packages"}, {pipeline.KindDnfRepo, dnf, "repodata/*-primary.xml.gz"}} {
+		if m.dir == "" {
+			bad = append(bad, fmt.Sprintf("no %s publication to compare", m.kind))
+			continue
+		}
+		as := second.Find(m.kind, "")
+		if len(as) == 0 {
+			bad = append(bad, fmt.Sprintf("the rebuild staged no %s publication", m.kind))
+			continue
+		}
+		dir2 := as[0].Path
+		if !filepath.IsAbs(dir2) {
+			dir2 = filepath.Join(out, dir2)
+		}
+		firsts, _ := filepath.Glob(filepath.Join(m.dir, m.glob))
+		if len(firsts) == 0 {
+			bad = append(bad, fmt.Sprintf("%s: no %s in %s", m.kind, m.glob, m.dir))
+		}
+		sort.Strings(firsts)
+		for _, f := range firsts {
+			rel, _ := filepath.Rel(m.dir, f)
+			g := filepath.Join(dir2, rel)
+			_, s1, err1 := pipeline.HashFile(f)
+			_, s2, err2 := pipeline.HashFile(g)
+			label := fmt.Sprintf("%s %s", m.kind, rel)
+			switch {
+			case err1 != nil || err2 != nil:
+				bad = append(bad, fmt.Sprintf("%s: %v", label, errors.Join(err1, err2)))
+				ev.Details = append(ev.Details, "MISSING   "+label)
+			case s1 == s2:
+				ev.Checked++
+				ev.Details = append(ev.Details, "identical "+label+" sha256 "+s1)
+			default:
+				bad = append(bad, fmt.Sprintf("%s: sha256 %s, the rebuild's %s", label, s1, s2))
+				ev.Details = append(ev.Details, "DIFFERS   "+label)
+				d, _ := verify.CompareBuilds(ctx, f, g, diff.Options{}, false)
+				for _, l := range d.Details {
+					ev.Details = append(ev.Details, "    "+l)
+				}
+			}
+		}
+	}
+	if len(bad) > 0 {
+		return ev, fmt.Errorf("the rebuild differs: %d of %d artifact(s):\n%s", len(bad), len(bad)+ev.Checked, strings.Join(bad, "\n"))
+	}
+	ev.Summary = fmt.Sprintf("%d artifacts (tree manifests, .deb, .rpm, image digests and tarball, SBOMs, Packages, primary) identical in the rebuild", ev.Checked)
+	return ev, nil
+}
