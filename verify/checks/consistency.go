@@ -62,9 +62,9 @@ func consistencyChecks(c Config) []verify.Check {
 		fl := fl
 		out = append(out, verify.Check{
 			Name: CheckSBOM(fl), Family: verify.Consistency, Required: true,
-			Doc: "the SPDX document of " + fl + " is valid, and SPDX, CycloneDX and provenance agree with the lock and the ledger (sbom.Check)",
+			Doc: "the SPDX document of " + fl + " is valid, the CycloneDX BOM passes the official 1.5 schema, and SPDX, CycloneDX and provenance agree with the lock and the ledger (sbom.Check)",
 			Run: func(ctx context.Context, env *verify.Env) (verify.Evidence, error) {
-				return sbomConsistency(env, c, fl)
+				return sbomConsistency(ctx, env, c, fl)
 			},
 		})
 	}
@@ -168,7 +168,7 @@ func dnfIndex(env *verify.Env, dir string, pub []byte) (verify.Evidence, error) 
 	return verify.Checked(len(files)+n, "repomd.xml and its %d metadata files agree with the packages; the %d ledger .rpms are in the repository byte for byte", len(files)-1, n), nil
 }
 
-func sbomConsistency(env *verify.Env, c Config, fl string) (verify.Evidence, error) {
+func sbomConsistency(ctx context.Context, env *verify.Env, c Config, fl string) (verify.Evidence, error) {
 	if c.Lock == nil {
 		return verify.Evidence{}, errors.New("no lock given: SBOM consistency is checked against the lock the release was built from (HALVM_LOCK)")
 	}
@@ -204,11 +204,14 @@ func sbomConsistency(env *verify.Env, c Config, fl string) (verify.Evidence, err
 	for _, p := range sbom.ValidateSPDX(docs[pipeline.KindSPDX]) {
 		probs = append(probs, "SPDX: "+p.Error())
 	}
+	if err := sbom.ValidateCycloneDX(ctx, docs[pipeline.KindCycloneDX]); err != nil {
+		probs = append(probs, "CycloneDX: "+err.Error())
+	}
 	for _, p := range sbom.Check(c.Lock, env.Ledger, docs[pipeline.KindSPDX], docs[pipeline.KindCycloneDX], docs[pipeline.KindProvenance]) {
 		probs = append(probs, p.Error())
 	}
 	if len(probs) > 0 {
 		return verify.Evidence{}, fmt.Errorf("the SBOMs of %s: %d problem(s):\n%s", fl, len(probs), strings.Join(probs, "\n"))
 	}
-	return verify.Checked(3, "SPDX (valid), CycloneDX and SLSA provenance of %s agree with the lock and the ledger", fl), nil
+	return verify.Checked(3, "SPDX (valid), CycloneDX (valid against the official 1.5 schema) and SLSA provenance of %s agree with the lock and the ledger", fl), nil
 }
