@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/halvm/halvm-release/internal/config"
-	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/release"
 	"github.com/halvm/halvm-release/sources"
 	"github.com/halvm/halvm-release/toolchain"
@@ -37,11 +36,7 @@ func Demo(ctx context.Context) error {
 // HALVM_SKIP the run is a trial snapshot; HALVM_OFFICIAL=1 refuses skips,
 // pending pins and development keys.
 func Release(ctx context.Context) error {
-	cfg, lock, err := config.Load(os.Getenv)
-	if err != nil {
-		return err
-	}
-	plan, err := pipeline.NewPlan(cfg)
+	plan, lock, err := config.Plan(os.Getenv)
 	if err != nil {
 		return err
 	}
@@ -59,11 +54,7 @@ func Release(ctx context.Context) error {
 
 // Plan prints the release's stages and every toolchain step with its cache hit or miss and why, running nothing.
 func Plan(ctx context.Context) error {
-	cfg, lock, err := config.Load(os.Getenv)
-	if err != nil {
-		return err
-	}
-	plan, err := pipeline.NewPlan(cfg)
+	plan, lock, err := config.Plan(os.Getenv)
 	if err != nil {
 		return err
 	}
@@ -88,11 +79,7 @@ func Plan(ctx context.Context) error {
 // Against the real lock on a machine that cannot reach the upstream hosts it
 // fails before the first step, saying what is unreachable and the remedy.
 func Toolchain(ctx context.Context) error {
-	cfg, lock, err := config.Load(os.Getenv)
-	if err != nil {
-		return err
-	}
-	plan, err := pipeline.NewPlan(cfg)
+	plan, lock, err := config.Plan(os.Getenv)
 	if err != nil {
 		return err
 	}

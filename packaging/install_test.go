@@ -2,10 +2,8 @@ package packaging
 
 import (
 	"context"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -33,49 +31,6 @@ func inRootErr(root string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// snapshot lists the paths of a rootfs that a package may touch, leaving out
-// the package managers' own state and logs.
-func snapshot(t *testing.T, root string) []string {
-	t.Helper()
-	skip := map[string]bool{"proc": true, "dev": true, "sys": true, "run": true, "tmp": true,
-		"var/log": true, "var/cache": true, "var/lib/apt": true, "var/lib/dpkg": true, "var/lib/rpm": true}
-	var paths []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if skip[rel] {
-			return fs.SkipDir
-		}
-		paths = append(paths, rel)
-		return nil
-	})
-	must(t, err)
-	sort.Strings(paths)
-	return paths
-}
-
-func diffPaths(before, after []string) (added, removed []string) {
-	b := map[string]bool{}
-	for _, p := range before {
-		b[p] = true
-	}
-	a := map[string]bool{}
-	for _, p := range after {
-		a[p] = true
-		if !b[p] {
-			added = append(added, p)
-		}
-	}
-	for _, p := range before {
-		if !a[p] {
-			removed = append(removed, p)
-		}
-	}
-	return added, removed
-}
-
 func exists(root, p string) bool {
 	_, err := os.Lstat(filepath.Join(root, p))
 	return err == nil
@@ -101,7 +56,7 @@ func TestDebInstall(t *testing.T) {
 		must(t, os.WriteFile(filepath.Join(pkgs, filepath.Base(p)), b, 0o644))
 		return "/tmp/pkgs/" + filepath.Base(p)
 	}
-	before := snapshot(t, root)
+	before := mustPaths(t, root)
 	lib := Layouts[Deb].HaLVMLibdir(testVersion)
 	cache := lib + "/package.conf.d/package.cache"
 
@@ -142,7 +97,7 @@ func TestDebInstall(t *testing.T) {
 	// Purge everything: the rootfs is as before.
 	inRoot(t, root, "apt-get", "purge", "-y", "halvm-gmp", "halvm", KeyringName)
 	must(t, os.RemoveAll(pkgs))
-	added, removed := diffPaths(before, snapshot(t, root))
+	added, removed := rootfs.DiffPaths(before, mustPaths(t, root))
 	if len(added)+len(removed) > 0 {
 		t.Errorf("after purge the rootfs differs: added %v, removed %v", added, removed)
 	}
@@ -168,7 +123,7 @@ func TestRPMInstall(t *testing.T) {
 	for _, d := range []string{"etc/pki/rpm-gpg", "usr/share/licenses"} {
 		must(t, os.MkdirAll(filepath.Join(root, d), 0o755))
 	}
-	before := snapshot(t, root)
+	before := mustPaths(t, root)
 
 	lib := Layouts[RPM].HaLVMLibdir(testVersion)
 	tool(t, "rpm", "--root", root, "-i", "--nodeps", b.rpms[KeyringName], b.rpms["halvm"])
@@ -185,8 +140,15 @@ func TestRPMInstall(t *testing.T) {
 		t.Errorf("rpm -V --nodeps halvm:\n%s", out)
 	}
 	tool(t, "rpm", "--root", root, "-e", "halvm", KeyringName)
-	added, removed := diffPaths(before, snapshot(t, root))
+	added, removed := rootfs.DiffPaths(before, mustPaths(t, root))
 	if len(added)+len(removed) > 0 {
 		t.Errorf("after rpm -e the root differs: added %v, removed %v", added, removed)
 	}
+}
+
+func mustPaths(t *testing.T, root string) []string {
+	t.Helper()
+	p, err := rootfs.Paths(root)
+	must(t, err)
+	return p
 }

@@ -228,3 +228,13 @@ func RepoConfig(env Getenv, withKey bool) (repos.Config, error) {
 	c.Key = k
 	return c, nil
 }
+
+// Plan loads the configuration and validates it into the run's plan.
+func Plan(env Getenv) (pipeline.Plan, *pins.Lock, error) {
+	cfg, lock, err := Load(env)
+	if err != nil {
+		return pipeline.Plan{}, nil, err
+	}
+	plan, err := pipeline.NewPlan(cfg)
+	return plan, lock, err
+}

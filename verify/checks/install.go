@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
@@ -159,7 +158,7 @@ func (r *installedRoot) setup(ctx context.Context, url string) error {
 	if err := writeReadable(filepath.Join(root, "etc/apt/sources.list.d/halvm.sources"), src); err != nil {
 		return err
 	}
-	if r.before, err = treeSnapshot(root); err != nil {
+	if r.before, err = rootfs.Paths(root); err != nil {
 		return err
 	}
 	if out, err := r.in("apt-get", "update", "-o", "APT::Update::Error-Mode=any"); err != nil {
@@ -204,11 +203,11 @@ func aptInstall(ctx context.Context, env *verify.Env, repo, flavour string) (ev 
 	if out, err := r.in("apt-get", "purge", "-y", flavour); err != nil {
 		return ev, fmt.Errorf("apt-get purge -y %s: %w\n%s", flavour, err, out)
 	}
-	after, err := treeSnapshot(r.root)
+	after, err := rootfs.Paths(r.root)
 	if err != nil {
 		return ev, err
 	}
-	added, removed := diffLists(r.before, after)
+	added, removed := rootfs.DiffPaths(r.before, after)
 	if len(added)+len(removed) > 0 {
 		ev.Details = append(ev.Details, prefixed("left behind: ", added)...)
 		ev.Details = append(ev.Details, prefixed("removed: ", removed)...)
@@ -222,47 +221,6 @@ func aptInstall(ctx context.Context, env *verify.Env, repo, flavour string) (ev 
 	}
 	ev.Summary = fmt.Sprintf("apt-get install %s from the served publication (signed InRelease, key at /etc/apt/keyrings/halvm.gpg): %d files; %q; purge left nothing", flavour, nfiles, firstLineOf(ver))
 	return ev, nil
-}
-
-// treeSnapshot lists the paths of a rootfs a package may touch, leaving
-// out the package managers' own state, caches and logs.
-func treeSnapshot(root string) ([]string, error) {
-	skip := map[string]bool{"proc": true, "dev": true, "sys": true, "run": true, "tmp": true,
-		"var/log": true, "var/cache": true, "var/lib/apt": true, "var/lib/dpkg": true, "var/lib/rpm": true, "var/lib/dnf": true, "usr/lib/sysimage": true}
-	var paths []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if skip[rel] {
-			return fs.SkipDir
-		}
-		paths = append(paths, rel)
-		return nil
-	})
-	sort.Strings(paths)
-	return paths, err
-}
-
-func diffLists(before, after []string) (added, removed []string) {
-	b := map[string]bool{}
-	for _, p := range before {
-		b[p] = true
-	}
-	a := map[string]bool{}
-	for _, p := range after {
-		a[p] = true
-		if !b[p] {
-			added = append(added, p)
-		}
-	}
-	for _, p := range before {
-		if !a[p] {
-			removed = append(removed, p)
-		}
-	}
-	return added, removed
 }
 
 func prefixed(prefix string, list []string) []string {
@@ -412,7 +370,7 @@ func dnfInstall(ctx context.Context, env *verify.Env, repo, flavour string) (ev 
 			return ev, err
 		}
 	}
-	before, err := treeSnapshot(root)
+	before, err := rootfs.Paths(root)
 	if err != nil {
 		return ev, err
 	}
@@ -427,11 +385,11 @@ func dnfInstall(ctx context.Context, env *verify.Env, repo, flavour string) (ev 
 	if out, err := rpmCmd("rpm", "--root", root, "-e", flavour); err != nil {
 		return ev, fmt.Errorf("%w\n%s", err, out)
 	}
-	after, err := treeSnapshot(root)
+	after, err := rootfs.Paths(root)
 	if err != nil {
 		return ev, err
 	}
-	added, removed := diffLists(before, after)
+	added, removed := rootfs.DiffPaths(before, after)
 	if len(added)+len(removed) > 0 {
 		ev.Details = append(ev.Details, prefixed("left behind: ", added)...)
 		ev.Details = append(ev.Details, prefixed("removed: ", removed)...)
