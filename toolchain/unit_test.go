@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/halvm/halvm-release/internal/testenv"
 	"os"
 	"path/filepath"
 	"sort"
@@ -201,7 +202,7 @@ func TestNormalizeAndManifest(t *testing.T) {
 // remedy: TestFetchFromMirror.)
 func TestFailsEarlyOnRealPins(t *testing.T) {
 	if err := Preflight(context.Background()); err != nil {
-		t.Skip("covered by TestPreflightOnThisHost")
+		testenv.Unavailable(t, "host prerequisites are missing: "+err.Error(), "install them as the message says (.ci/packages.txt does)")
 	}
 	l, err := pins.LoadFile("../pins/halvm.lock")
 	if err != nil {
