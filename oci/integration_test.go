@@ -3,6 +3,7 @@ package oci
 import (
 	"context"
 	"fmt"
+	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
 	"net"
 	"net/http"
 	"os"
@@ -22,17 +23,7 @@ import (
 
 // testCache is the content-addressed download cache shared by test runs.
 func testCache(t *testing.T) string {
-	if d := os.Getenv("HALVM_TEST_CACHE"); d != "" {
-		return d
-	}
-	if h, err := os.UserHomeDir(); err == nil && h != "" {
-		return filepath.Join(h, ".cache", "halvm-release-test")
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(d, "halvm-release-test")
+	return rootfstest.CacheDir() // the one definition of the shared test cache
 }
 
 // halvmGHC is the stand-in toolchain: answers --version and "compiles".

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,17 +27,7 @@ import (
 
 // imageTestCache is the shared download cache of test runs.
 func imageTestCache(t *testing.T) string {
-	if d := os.Getenv("HALVM_TEST_CACHE"); d != "" {
-		return d
-	}
-	if h, err := os.UserHomeDir(); err == nil && h != "" {
-		return filepath.Join(h, ".cache", "halvm-release-test")
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(d, "halvm-release-test")
+	return rootfstest.CacheDir() // the one definition of the shared test cache
 }
 
 // standInDeb builds a toolchain .deb named like the flavour whose Depends
