@@ -257,3 +257,25 @@ func TestConfigureFailingLateIsCaught(t *testing.T) {
 		t.Error("a failed step was stored in the cache")
 	}
 }
+
+// TestCIInstallsPrerequisites: .ci/run installs the Debian packages of
+// .ci/packages.txt on a fresh machine; every host prerequisite of the
+// recipe must be among them, or CI passes only where someone installed it
+// by hand.
+func TestCIInstallsPrerequisites(t *testing.T) {
+	b, err := os.ReadFile("../.ci/packages.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			listed[l] = true
+		}
+	}
+	for _, p := range Prerequisites {
+		if !listed[p.Package] {
+			t.Errorf(".ci/packages.txt lacks %s (it provides %s, a host prerequisite of the recipe)", p.Package, p.What)
+		}
+	}
+}
