@@ -275,3 +275,36 @@ func Tag(ctx context.Context, pushed []Pushed, ro ...remote.Option) error {
 func BaseName(prefix string) string {
 	return strings.TrimSuffix(prefix, "/") + "/halvm-base:bookworm"
 }
+
+// LinkSharedBlobs replaces each blob of the OCI layout dir that the layout
+// shared also holds with a hard link to shared's copy, after checking both
+// are the same size: a signed-image layout (cosign save) next to the
+// release's image layout then costs only its signatures on disk. Blobs are
+// content-addressed, so equal names are equal bytes; where linking fails
+// (another file system) the copy is kept.
+func LinkSharedBlobs(dir, shared string) (linked int, err error) {
+	blobs := filepath.Join(dir, "blobs", "sha256")
+	entries, err := os.ReadDir(blobs)
+	if err != nil {
+		return 0, fmt.Errorf("linking shared blobs of %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(blobs, e.Name())
+		s := filepath.Join(shared, "blobs", "sha256", e.Name())
+		pi, err1 := os.Stat(p)
+		si, err2 := os.Stat(s)
+		if err1 != nil || err2 != nil || !pi.Mode().IsRegular() || pi.Size() != si.Size() || os.SameFile(pi, si) {
+			continue
+		}
+		tmp := p + ".link"
+		if err := os.Link(s, tmp); err != nil {
+			continue
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			os.Remove(tmp)
+			return linked, fmt.Errorf("linking shared blobs of %s: %w", dir, err)
+		}
+		linked++
+	}
+	return linked, nil
+}

@@ -3,14 +3,12 @@ package release
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/testenv"
-	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/publish"
 )
 
@@ -20,15 +18,7 @@ import (
 // stages, publish among them, as not run.
 func TestBrokenStagePublishesNothing(t *testing.T) {
 	testenv.NeedCommand(t, "autoconf", "autoconf")
-	real, err := pins.LoadFile("../pins/halvm.lock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cache := os.Getenv("HALVM_TEST_CACHE")
-	if cache == "" {
-		cache = filepath.Join(dir, "cache")
-	}
+	real, dir, cache := demoSetup(t)
 	out := filepath.Join(dir, "dist")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/halvm/halvm-release/internal/devkeys"
 	"github.com/halvm/halvm-release/internal/pipeline"
@@ -34,6 +35,15 @@ type DemoOptions struct {
 	Log  io.Writer
 
 	breakStage string // tests: a stage that fails deliberately
+}
+
+// DemoVerifyEnv is the environment `go run mage.go verify` needs to verify
+// a finished demo again: its output and cache, the development public
+// keys, and the development archive key for the reproducibility rebuild.
+func DemoVerifyEnv(o DemoOptions, keys devkeys.Files) []string {
+	return []string{"HALVM_OUT=" + absPath(o.OutDir), "HALVM_CACHE=" + absPath(o.CacheDir),
+		"HALVM_PGP_PUBLIC_KEY_FILE=" + absPath(keys.PGPPublic), "HALVM_COSIGN_PUBLIC_KEY_FILE=" + absPath(keys.CosignPublic),
+		"HALVM_PGP_KEY_FILE=" + absPath(keys.PGPKey), "HALVM_PGP_PASSPHRASE_FILE=" + absPath(keys.PGPPassphrase)}
 }
 
 // Demo runs the release pipeline, unchanged, on a freshly generated sample
@@ -83,6 +93,7 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 		RepoRoot: repoRoot, RepoURL: srv.URL, Registry: registry, Log: o.Log, breakStage: o.breakStage})
 	if err == nil {
 		fmt.Fprintf(o.Log, "demo: repositories published under %s (served at %s/apt and %s/dnf during the run; `go run mage.go repo:serve` serves them again)\n", repoRoot, srv.URL, srv.URL)
+		fmt.Fprintf(o.Log, "demo: verify this release again at any time (the images are re-served from %s/oci/cosign):\n  %s go run mage.go verify\n", o.OutDir, strings.Join(DemoVerifyEnv(o, keys), " "))
 	}
 	fmt.Fprintln(o.Log, "demo:", SampleNotice)
 	return l, err

@@ -207,6 +207,28 @@ func attestations(p pipeline.Plan, l *pipeline.Ledger, flavour string) ([]cosign
 	return out, errors.Join(errs...)
 }
 
+// SignedDir is where the sign stage saves each flavour's signed image
+// below dist/, as `cosign save --dir` does: the image with its signatures
+// and attestations, which `cosign load --dir` pushes to any registry and
+// from which a verification re-serves a throwaway registry that is gone.
+func SignedDir(flavour string) string { return "oci/cosign/" + flavour }
+
+// saveSigned saves the pushed, signed image of a flavour to dist/ and
+// records it (KindOCISigned, with the ref it was saved from).
+func saveSigned(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger, pu oci.Pushed) error {
+	rel := SignedDir(pu.Flavour)
+	dir := filepath.Join(p.OutDir(), filepath.FromSlash(rel))
+	if err := cosign.Save(ctx, pu.Digest, dir); err != nil {
+		return fmt.Errorf("the signed %s image: %w", pu.Flavour, err)
+	}
+	// Its image blobs are the image layout's: link them, do not copy.
+	if _, err := oci.LinkSharedBlobs(dir, filepath.Join(p.OutDir(), filepath.FromSlash(ImageLayoutDir))); err != nil {
+		return err
+	}
+	l.Add(pipeline.Artifact{Kind: pipeline.KindOCISigned, Name: pu.Flavour, Flavour: pu.Flavour, Path: rel, Ref: pu.Digest.String()})
+	return nil
+}
+
 // releaseFileKinds are the files SHA256SUMS covers.
 var releaseFileKinds = []pipeline.Kind{pipeline.KindDeb, pipeline.KindRPM, pipeline.KindSPDX, pipeline.KindCycloneDX, pipeline.KindProvenance, pipeline.KindOCILayout}
 
@@ -240,6 +262,9 @@ func (r *runner) sign(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) 
 	for _, pu := range r.img.pushed {
 		if err := s.Sign(ctx, pu.Flavour, pu.Digest); err != nil {
 			return fmt.Errorf("signing the %s image %s: %w", pu.Flavour, pu.Digest, err)
+		}
+		if err := saveSigned(ctx, p, l, pu); err != nil {
+			return err
 		}
 	}
 	if r.key == nil {

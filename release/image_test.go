@@ -25,11 +25,6 @@ import (
 	"github.com/halvm/halvm-release/sbom"
 )
 
-// imageTestCache is the shared download cache of test runs.
-func imageTestCache(t *testing.T) string {
-	return rootfstest.CacheDir() // the one definition of the shared test cache
-}
-
 // standInDeb builds a toolchain .deb named like the flavour whose Depends
 // are the real package's (packaging.Depends), so the lock's image-deps pins
 // are exactly its closure.
@@ -104,7 +99,7 @@ func TestImageSignPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cache := imageTestCache(t)
+	cache := rootfstest.CacheDir()
 	deb := standInDeb(t, dir, "halvm", lock.Release.Version+"-1")
 
 	reg, err := StartRegistry(filepath.Join(dir, "registry"))

@@ -16,6 +16,7 @@ import (
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/preflight"
+	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/packaging"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/repos"
@@ -60,8 +61,19 @@ func (r *runner) preflight(ctx context.Context, p pipeline.Plan, l *pipeline.Led
 			errs = append(errs, err)
 		}
 	}
+	if _, skip := p.SkipReason("image"); !skip {
+		req.Tools = append(req.Tools, preflight.Tool{Command: "mmdebstrap", Package: "mmdebstrap", Why: "image root filesystems"},
+			preflight.Tool{Command: "dpkg-deb", Package: "dpkg", Why: "image root filesystems"})
+	}
 	if err := preflight.Check(req); err != nil {
 		errs = append(errs, err)
+	}
+	// The cosign key is needed only at the sign stage: a wrong password
+	// must not wait for the whole build to show.
+	if _, skip := p.SkipReason("sign"); !skip {
+		if _, err := cosign.LoadSigner(r.o.CosignKey); err != nil {
+			errs = append(errs, fmt.Errorf("cosign key: %w (set HALVM_COSIGN_KEY_FILE and HALVM_COSIGN_PASSWORD_FILE, or run `go run mage.go keys:dev` for a trial)", err))
+		}
 	}
 	return errors.Join(errs...)
 }

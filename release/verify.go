@@ -7,12 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
-	"sync"
-	"syscall"
-	"time"
-	_ "time/tzdata" // the rebuild's time zone without the host's tzdata
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
@@ -35,9 +29,11 @@ func (r *runner) verify(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger
 		ArchiveKey: r.key.PublicBinary(),
 		Lock:       r.o.Lock,
 		Flavours:   p.Flavours(),
-		Skipped:    map[string]string{},
-		Rebuild: func(ctx context.Context, outDir string, v checks.Variation) error {
-			return Rebuild(ctx, p, r.o, outDir, v)
+		// What users have now: the live publication the staged one extends.
+		PreviousAptDir: checks.PreviousPublication(apt),
+		Skipped:        map[string]string{},
+		Rebuild: func(ctx context.Context, outDir string, v checks.Variation, from checks.Publications) error {
+			return Rebuild(ctx, p, r.o, outDir, v, from)
 		},
 	}
 	for _, s := range p.Skipped() {
@@ -93,106 +89,6 @@ func (r *runner) cosignPublic() ([]byte, error) {
 		return nil, err
 	}
 	return cryptoutils.MarshalPublicKeyToPEM(pub)
-}
-
-// rebuildStages are the stages a reproducibility rebuild runs; the others
-// (images, signing, verification, publishing) are skipped: the rebuild
-// compares bytes, it never publishes.
-var rebuildStages = map[string]bool{"preflight": true, "sources": true, "toolchain": true, "packages": true, "image": true, "sbom": true, "repos": true}
-
-// variationMu serializes rebuilds: umask and TZ are process-wide.
-var variationMu sync.Mutex
-
-// Rebuild runs the release's build stages again from the lock into outDir
-// for the reproducibility check: fetched inputs come from the cache
-// (<cache>/inputs, verified by their pins), the toolchain and the images are built again
-// with an empty step cache, below another build root (v.WorkDir), with the
-// process umask, local time zone and locale environment of v, into
-// repositories under outDir/repos. Its ledger is outDir/ledger.json.
-//
-// The build's external programs get an explicit environment
-// (internal/run), so v.Env set on this process proves no host setting
-// leaks into them. Building as another user is not varied: the release
-// runs in-process, as the user running it.
-func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v Variation) error {
-	cache := filepath.Join(outDir + ".cache")
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return err
-	}
-	if err := os.Symlink(filepath.Join(absPath(p.CacheDir()), "inputs"), filepath.Join(cache, "inputs")); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("sharing the fetched-input cache with the rebuild: %w", err)
-	}
-	skip := map[string]string{}
-	for _, s := range Stages() {
-		if !rebuildStages[s.Name] {
-			skip[s.Name] = "a reproducibility rebuild only builds"
-		}
-	}
-	rp, err := pipeline.NewPlan(pipeline.Config{Version: p.Version(), Release: p.Release(), Flavours: p.Flavours(), Epoch: p.Epoch(),
-		LockPath: p.LockPath(), OutDir: outDir, CacheDir: cache, WorkDir: v.WorkDir, Skip: skip})
-	if err != nil {
-		return fmt.Errorf("planning the rebuild: %w", err)
-	}
-	ro := o
-	ro.RepoRoot = filepath.Join(absPath(outDir), "repos")
-	ro.Log = nil
-	ro.Official = false
-	// The registry name is part of the images' bytes (base.name, tags), so
-	// the rebuild keeps it; the image stage then pushes the rebuilt images
-	// by digest, untagged: a no-op when they are identical. (An image
-	// stage option to build without pushing would avoid even that.)
-
-	variationMu.Lock()
-	defer variationMu.Unlock()
-	restore, err := applyVariation(v)
-	if err != nil {
-		return err
-	}
-	defer restore()
-	_, err = Run(ctx, rp, ro)
-	return err
-}
-
-// Variation is how a rebuild's conditions differ (checks.Variation).
-type Variation = checks.Variation
-
-func applyVariation(v Variation) (restore func(), err error) {
-	var undo []func()
-	restore = func() {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-	}
-	old := syscall.Umask(v.Umask)
-	undo = append(undo, func() { syscall.Umask(old) })
-	if v.TZ != "" {
-		loc, err := time.LoadLocation(v.TZ)
-		if err != nil {
-			restore()
-			return nil, fmt.Errorf("the rebuild's time zone %s: %w", v.TZ, err)
-		}
-		oldLoc := time.Local
-		time.Local = loc
-		undo = append(undo, func() { time.Local = oldLoc })
-		v.Env = append(v.Env, "TZ="+v.TZ)
-	}
-	// Reverse order: a build that depended on environment order would see
-	// a different one.
-	env := append([]string(nil), v.Env...)
-	sort.Sort(sort.Reverse(sort.StringSlice(env)))
-	for _, kv := range env {
-		k, val, _ := strings.Cut(kv, "=")
-		prev, had := os.LookupEnv(k)
-		os.Setenv(k, val)
-		undo = append(undo, func() {
-			if had {
-				os.Setenv(k, prev)
-			} else {
-				os.Unsetenv(k)
-			}
-		})
-	}
-	return restore, nil
 }
 
 func absPath(p string) string {

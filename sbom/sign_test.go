@@ -13,30 +13,19 @@ import (
 
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
 	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testenv"
 )
 
 const cosignVersion = "v2.6.5"
 
-// testCacheDir is the tests' download and build cache.
-func testCacheDir(t *testing.T) string {
-	if d := os.Getenv("HALVM_TEST_CACHE"); d != "" {
-		return d
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		t.Fatalf("no cache directory: set HALVM_TEST_CACHE (%v)", err)
-	}
-	return filepath.Join(home, ".cache", "halvm-release-test")
-}
-
 // cosignBinary returns the stock cosign CLI, building it into the test
 // cache the first time (about 3.5 minutes): it is the interoperability
 // check, never the signing path.
 func cosignBinary(t *testing.T) string {
 	t.Helper()
-	cache := testCacheDir(t)
+	cache := rootfstest.CacheDir()
 	for _, dir := range []string{"bin", "gobin"} {
 		p := filepath.Join(cache, dir, "cosign")
 		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {

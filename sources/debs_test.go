@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
 	"github.com/halvm/halvm-release/internal/testenv"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/sources"
@@ -169,7 +170,7 @@ func TestFetchRealDeb(t *testing.T) {
 	if _, err := os.Stat("/etc/apt"); err != nil {
 		testenv.Unavailable(t, "no /etc/apt: not a Debian machine", "run the tests on Debian 12 (CI does)")
 	}
-	res, err := sources.FetchDebs(context.Background(), gcc, sources.Options{CacheDir: testCache(t)})
+	res, err := sources.FetchDebs(context.Background(), gcc, sources.Options{CacheDir: filepath.Join(rootfstest.CacheDir(), "sources")})
 	var nerr net.Error
 	if errors.As(err, &nerr) {
 		testenv.Unavailable(t, "the Debian mirror is unreachable: "+err.Error(), "allow access to the mirror in /etc/apt/sources.list.d")
@@ -178,20 +179,4 @@ func TestFetchRealDeb(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%s: %s (cached: %v)", res[0].Name, res[0].URL, res[0].Cached)
-}
-
-// testCache is the shared, content-addressed download cache of the tests.
-func testCache(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("HALVM_TEST_CACHE")
-	if dir == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			dir = filepath.Join(home, ".cache", "halvm-release-test")
-		} else if c, err := os.UserCacheDir(); err == nil {
-			dir = filepath.Join(c, "halvm-release-test")
-		} else {
-			t.Fatal("no cache directory: set HALVM_TEST_CACHE")
-		}
-	}
-	return filepath.Join(dir, "sources")
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
 	"github.com/halvm/halvm-release/internal/testenv"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/sample"
@@ -17,18 +18,9 @@ import (
 	"github.com/halvm/halvm-release/toolchain/sampleup"
 )
 
-// testCache is the download cache shared by test runs: HALVM_TEST_CACHE,
-// else <user cache dir>/halvm-release-test.
-func testCache(t testing.TB) string {
-	if d := os.Getenv("HALVM_TEST_CACHE"); d != "" {
-		return d
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(d, "halvm-release-test")
-}
+// testCache is the download cache shared by test runs (see
+// rootfstest.CacheDir).
+func testCache(testing.TB) string { return rootfstest.CacheDir() }
 
 // sampleUpstream generates the sample upstream (musl's libm and pvrt
 // overlaid) with the tool packages of the real lock pinned.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/halvm/halvm-release/internal/pgp"
@@ -56,6 +57,20 @@ func Ensure(dir string, created time.Time) (Files, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return f, err
 	}
+	// Runs in parallel (test packages, two demos) must not each write half
+	// a key set: one makes it under an exclusive lock, the others use it.
+	lf, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return f, err
+	}
+	defer lf.Close()
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
+		return f, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	defer syscall.Flock(int(lf.Fd()), syscall.LOCK_UN)
+	if f.Exists() {
+		return f, nil
+	}
 	pass, err := secret()
 	if err != nil {
 		return f, err
@@ -84,7 +99,11 @@ func Ensure(dir string, created time.Time) (Files, error) {
 		{f.PGPKey, armored, 0o600}, {f.PGPPassphrase, []byte(pass + "\n"), 0o600}, {f.PGPPublic, k.PublicArmored(), 0o644},
 		{f.CosignKey, priv, 0o600}, {f.CosignPassword, []byte(cpass + "\n"), 0o600}, {f.CosignPublic, pub, 0o644},
 	} {
-		if err := os.WriteFile(w.path, w.data, w.mode); err != nil {
+		// Atomically: the set exists once its last file is renamed in.
+		if err := os.WriteFile(w.path+".tmp", w.data, w.mode); err != nil {
+			return f, err
+		}
+		if err := os.Rename(w.path+".tmp", w.path); err != nil {
 			return f, err
 		}
 	}

@@ -41,3 +41,34 @@ func TestEnsure(t *testing.T) {
 		t.Fatal("Ensure replaced existing keys")
 	}
 }
+
+// TestEnsureConcurrent: runs that start together (parallel test packages)
+// end up with one consistent key set, not a mix of halves.
+func TestEnsureConcurrent(t *testing.T) {
+	dir := t.TempDir() + "/keys"
+	created := time.Unix(1_544_054_400, 0)
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() { _, err := Ensure(dir, created); errs <- err }()
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := In(dir)
+	k, err := pgp.LoadKey(f.PGPSource())
+	if err != nil {
+		t.Fatalf("the key set is not consistent: %v", err)
+	}
+	pub, err := os.ReadFile(f.PGPPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(pub) != string(k.PublicArmored()) {
+		t.Error("the public key is not the private key's")
+	}
+	if _, err := cosign.LoadSigner(f.CosignSource()); err != nil {
+		t.Errorf("the cosign key set is not consistent: %v", err)
+	}
+}

@@ -25,6 +25,7 @@ const (
 	KindDnfRepo      Kind = "dnf-repo"
 	KindOCILayout    Kind = "oci-layout"
 	KindOCIImage     Kind = "oci-image"
+	KindOCISigned    Kind = "oci-signed" // an image with its signatures and attestations, as `cosign save` writes it (a directory)
 	KindSPDX         Kind = "sbom-spdx"
 	KindCycloneDX    Kind = "sbom-cyclonedx"
 	KindProvenance   Kind = "provenance"

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -86,7 +87,16 @@ func Run(ctx context.Context, c Cmd) error {
 	cmd.Stdout = c.Stdout
 	var tail tailBuffer
 	if c.Stderr != nil {
-		cmd.Stderr = io.MultiWriter(&tail, c.Stderr)
+		stderr := c.Stderr
+		if c.Stdout != nil {
+			// Both are copied from pipes by goroutines of their own; one
+			// writer given for both (a bytes.Buffer, say) must not see
+			// concurrent writes, which lose output.
+			var mu sync.Mutex
+			cmd.Stdout = &lockedWriter{mu: &mu, w: c.Stdout}
+			stderr = &lockedWriter{mu: &mu, w: c.Stderr}
+		}
+		cmd.Stderr = io.MultiWriter(&tail, stderr)
 	} else {
 		cmd.Stderr = &tail
 	}
@@ -225,6 +235,18 @@ func quote(args []string) string {
 		}
 	}
 	return strings.Join(q, " ")
+}
+
+// lockedWriter serializes writes to w with the writers sharing mu.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // tailBuffer keeps the last maxStderr bytes written to it.

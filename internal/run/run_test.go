@@ -1,6 +1,7 @@
 package run
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -74,5 +75,21 @@ func TestMergeSortsAndOverrides(t *testing.T) {
 	got := strings.Join(Merge([]string{"B=1", "A=2"}, "B=3", "C=4"), " ")
 	if got != "A=2 B=3 C=4" {
 		t.Fatalf("Merge = %s", got)
+	}
+}
+
+// TestOneWriterForBoth: one buffer given as Stdout and Stderr receives
+// both streams whole (its pipes are copied concurrently).
+func TestOneWriterForBoth(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		var b bytes.Buffer
+		if err := Run(context.Background(), Cmd{Args: []string{"sh", "-c", "echo out; echo err >&2; echo err2 >&2"}, Env: BaseEnv(), Stdout: &b, Stderr: &b}); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"out\n", "err\n", "err2\n"} {
+			if !strings.Contains(b.String(), want) {
+				t.Fatalf("run %d: output %q lacks %q", i, b.String(), want)
+			}
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
 	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testenv"
 )
@@ -185,24 +186,12 @@ func TestKeyLoading(t *testing.T) {
 // cosignCLI returns the stock cosign v2 binary from the test cache.
 func cosignCLI(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(CacheDir(), "gobin", "cosign")
+	bin := filepath.Join(rootfstest.CacheDir(), "gobin", "cosign")
 	if _, err := os.Stat(bin); err != nil {
 		testenv.Unavailable(t, "the stock cosign v2.6.5 CLI is not built",
 			"GOFLAGS= GOBIN="+filepath.Dir(bin)+" go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5 (about 3.5 minutes)")
 	}
 	return bin
-}
-
-// CacheDir is the test download cache (HALVM_TEST_CACHE).
-func CacheDir() string {
-	if d := os.Getenv("HALVM_TEST_CACHE"); d != "" {
-		return d
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".cache", "halvm-release-test")
-	}
-	d, _ := os.UserCacheDir()
-	return filepath.Join(d, "halvm-release-test")
 }
 
 func TestStockCosignCLI(t *testing.T) {

@@ -11,21 +11,9 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
 	"github.com/halvm/halvm-release/internal/testenv"
 )
-
-// CacheDir is the test download cache: HALVM_TEST_CACHE, else
-// $HOME/.cache/halvm-release-test.
-func testCache(t *testing.T) string {
-	if d := os.Getenv("HALVM_TEST_CACHE"); d != "" {
-		return d
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(d, "halvm-release-test")
-}
 
 func TestDebSrcLines(t *testing.T) {
 	conf := fstest.MapFS{
@@ -54,7 +42,7 @@ func TestDebSrcLines(t *testing.T) {
 func TestFetchLibm(t *testing.T) {
 	testenv.NeedCommand(t, "dpkg-dev", "dpkg-source")
 	testenv.NeedCommand(t, "apt", "apt-get")
-	paths, err := Fetch(context.Background(), Options{CacheDir: testCache(t)})
+	paths, err := Fetch(context.Background(), Options{CacheDir: rootfstest.CacheDir()})
 	if errors.Is(err, ErrUnreachable) {
 		testenv.Unavailable(t, err.Error(), "network access to the Debian mirror configured in /etc/apt")
 	}

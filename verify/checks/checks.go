@@ -43,15 +43,21 @@ type Config struct {
 	// release with no skips has every check required.
 	Skipped map[string]string
 	// Rebuild, when set, rebuilds the release from the lock into outDir
-	// under the varied conditions of vary (reproducibility check); nil
+	// under the varied conditions of vary, staging its repositories on top
+	// of copies of the publications from (reproducibility check); nil
 	// leaves the reproducibility check not run (and failing: it is
 	// required).
-	Rebuild func(ctx context.Context, outDir string, vary Variation) error
+	Rebuild func(ctx context.Context, outDir string, vary Variation, from Publications) error
 	// Flavours are the flavours the release built.
 	Flavours []string
 	// Programs are the unikernels the boot checks compile and boot; nil
 	// is DefaultPrograms (Hello and Null).
 	Programs []Program
+	// PreviousAptDir is the apt publication of the release before this
+	// one (PreviousPublication), the upgrade checks' starting point; ""
+	// for a first release, whose upgrade checks are then optional and
+	// not run, saying so.
+	PreviousAptDir string
 }
 
 // stageRan is a prerequisite that the stage making what a check verifies
@@ -92,6 +98,7 @@ func Suite(c Config) []verify.Check {
 	out = append(out, consistencyChecks(c)...)
 	out = append(out, reproducibilityChecks(c)...)
 	out = append(out, installChecks(c)...)
+	out = append(out, upgradeChecks(c)...)
 	out = append(out, imageChecks(c)...)
 	out = append(out, bootChecks(c)...)
 	return out

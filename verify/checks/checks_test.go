@@ -73,17 +73,9 @@ func demo(t *testing.T) fixture {
 			return
 		}
 		fixDir = dir
-		cache := os.Getenv("HALVM_TEST_CACHE")
-		if cache == "" {
-			if base, err := os.UserCacheDir(); err == nil {
-				cache = filepath.Join(base, "halvm-release-test")
-			} else {
-				cache = filepath.Join(dir, "cache")
-			}
-		}
-		cache = filepath.Join(cache, "demo")
+		cache := filepath.Join(rootfstest.CacheDir(), "demo")
 		var log bytes.Buffer
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 		defer cancel()
 		start := time.Now()
 		_, fix.err = release.Demo(ctx, release.DemoOptions{OutDir: filepath.Join(dir, "dist"), CacheDir: cache, WorkDir: filepath.Join(dir, "work"),
@@ -538,10 +530,49 @@ func TestImageDebs(t *testing.T) {
 	})
 }
 
+// republishHalvm unpacks the release's halvm .deb (dpkg-deb -R), lets
+// modify change the tree, rebuilds it (dpkg-deb -b) and publishes it alone
+// in a new apt repository signed with the demo's archive key, which r's
+// apt checks then use: a broken package as a real publication would ship it.
+func (r *rel) republishHalvm(t *testing.T, modify func(tree string)) {
+	t.Helper()
+	f := demo(t)
+	ctx := context.Background()
+	var deb pipeline.Artifact
+	for _, x := range r.env.Ledger.Find(pipeline.KindDeb, "halvm") {
+		if x.Name == "halvm" {
+			deb = x
+		}
+	}
+	if deb.Path == "" {
+		t.Fatal("no halvm .deb in the ledger")
+	}
+	tree := filepath.Join(t.TempDir(), "tree")
+	if err := run.Run(ctx, run.Cmd{Args: []string{"dpkg-deb", "-R", r.env.Path(deb.Path), tree}, Env: run.BaseEnv()}); err != nil {
+		t.Fatal(err)
+	}
+	modify(tree)
+	broken := filepath.Join(t.TempDir(), filepath.Base(deb.Path))
+	if err := run.Run(ctx, run.Cmd{Args: []string{"dpkg-deb", "--root-owner-group", "-b", tree, broken}, Env: run.BaseEnv()}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := pgp.LoadKey(f.keys.PGPSource())
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(t.TempDir(), "apt")
+	if _, err := debian.Write(repo, debian.Input{Repo: debian.Repo{URL: "http://127.0.0.1:8619/apt", Date: r.cfg.Lock.Release.Epoch(), Version: "2.4.3"},
+		Key: key, Debs: []string{broken}}); err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.AptDir = repo
+}
+
 // TestAptInstall installs each flavour from the demo's publication in a
-// clean Debian 12 rootfs; then a broken package (a postinst that leaves a
-// file behind, republished and signed with the archive key) is caught by
-// the purge check, the leftover named.
+// clean Debian 12 rootfs; then broken packages, republished and signed
+// with the archive key, are caught: a postinst that leaves a file behind
+// by the purge check, the leftover named; a dependency no repository has
+// by apt-get install, apt's explanation in the report.
 func TestAptInstall(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedCommand(t, "mmdebstrap", "mmdebstrap")
@@ -553,48 +584,39 @@ func TestAptInstall(t *testing.T) {
 	t.Run("leftover after purge", func(t *testing.T) {
 		r := copyRelease(t)
 		r.env.CacheDir = rootfstest.CacheDir()
-		f := demo(t)
-		ctx := context.Background()
-		var deb pipeline.Artifact
-		for _, x := range r.env.Ledger.Find(pipeline.KindDeb, "halvm") {
-			if x.Name == "halvm" {
-				deb = x
+		r.republishHalvm(t, func(tree string) {
+			post := filepath.Join(tree, "DEBIAN", "postinst")
+			if _, err := os.Stat(post); err != nil {
+				if err := os.WriteFile(post, []byte("#!/bin/sh\nset -e\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		tree := filepath.Join(t.TempDir(), "tree")
-		if err := run.Run(ctx, run.Cmd{Args: []string{"dpkg-deb", "-R", r.env.Path(deb.Path), tree}, Env: run.BaseEnv()}); err != nil {
-			t.Fatal(err)
-		}
-		post := filepath.Join(tree, "DEBIAN", "postinst")
-		if _, err := os.Stat(post); err != nil {
-			if err := os.WriteFile(post, []byte("#!/bin/sh\nset -e\n"), 0o755); err != nil {
+			// Right after the interpreter line: the postinst ends with exit 0.
+			b, err := os.ReadFile(post)
+			if err != nil {
 				t.Fatal(err)
 			}
-		}
-		// Right after the interpreter line: the postinst ends with exit 0.
-		b, err := os.ReadFile(post)
-		if err != nil {
-			t.Fatal(err)
-		}
-		first, rest, _ := strings.Cut(string(b), "\n")
-		if err := os.WriteFile(post, []byte(first+"\ntouch /etc/halvm-leftover\n"+rest), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		broken := filepath.Join(t.TempDir(), filepath.Base(deb.Path))
-		if err := run.Run(ctx, run.Cmd{Args: []string{"dpkg-deb", "--root-owner-group", "-b", tree, broken}, Env: run.BaseEnv()}); err != nil {
-			t.Fatal(err)
-		}
-		key, err := pgp.LoadKey(f.keys.PGPSource())
-		if err != nil {
-			t.Fatal(err)
-		}
-		repo := filepath.Join(t.TempDir(), "apt")
-		if _, err := debian.Write(repo, debian.Input{Repo: debian.Repo{URL: "http://127.0.0.1:8619/apt", Date: r.cfg.Lock.Release.Epoch(), Version: "2.4.3"},
-			Key: key, Debs: []string{broken}}); err != nil {
-			t.Fatal(err)
-		}
-		r.cfg.AptDir = repo
+			first, rest, _ := strings.Cut(string(b), "\n")
+			if err := os.WriteFile(post, []byte(first+"\ntouch /etc/halvm-leftover\n"+rest), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		})
 		wantStatus(t, r.runCheck(t, checks.CheckAptInstall("halvm")), verify.Fail, "after apt-get purge halvm the rootfs differs: 1 path(s) left behind", "left behind: etc/halvm-leftover")
+	})
+
+	t.Run("a broken package (bad dependency)", func(t *testing.T) {
+		r := copyRelease(t)
+		r.env.CacheDir = rootfstest.CacheDir()
+		r.republishHalvm(t, func(tree string) {
+			// First in the list: the line may be folded after it.
+			replaceIn(t, filepath.Join(tree, "DEBIAN", "control"), "\nDepends: ", "\nDepends: halvm-no-such-dependency (>= 9.9), ")
+		})
+		res := r.runCheck(t, checks.CheckAptInstall("halvm"))
+		const why = "halvm : Depends: halvm-no-such-dependency (>= 9.9) but it is not installable"
+		wantStatus(t, res, verify.Fail, "apt-get install -y halvm: unmet dependencies: "+why)
+		if !strings.Contains(res.Reason, why) {
+			t.Errorf("the reason does not name the missing dependency: %q", res.Reason)
+		}
 	})
 }
 

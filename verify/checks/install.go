@@ -169,7 +169,7 @@ func (r *installedRoot) setup(ctx context.Context, url string) error {
 
 func (r *installedRoot) install(flavour string) (version string, err error) {
 	if out, err := r.in("apt-get", "install", "-y", "--no-install-recommends", flavour); err != nil {
-		return "", fmt.Errorf("apt-get install -y %s: %w\n%s", flavour, err, out)
+		return "", aptFailure("apt-get install -y "+flavour, out, err)
 	}
 	ver, err := r.in("halvm-ghc", "--version")
 	if err != nil {
@@ -180,6 +180,40 @@ func (r *installedRoot) install(flavour string) (version string, err error) {
 		return ver, fmt.Errorf("halvm-ghc --version says %q, want GHC version 8.0.2", ver)
 	}
 	return ver, nil
+}
+
+// maxAptLines bounds how much of a failed apt-get's output a report keeps.
+const maxAptLines = 40
+
+// aptFailure is the error of a failed apt-get: its first line (the
+// check's Reason) carries apt's own explanation when it gave one (the
+// indented lines under "The following packages have unmet dependencies:",
+// e.g. "halvm : Depends: x (>= 1) but it is not installable"), the
+// following lines the command's error and the end of its output.
+func aptFailure(what, out string, err error) error {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	var why []string
+	in := false
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "The following packages have unmet dependencies:"):
+			in = true
+		case in && strings.HasPrefix(l, " ") && strings.TrimSpace(l) != "":
+			if len(why) < 10 {
+				why = append(why, strings.Join(strings.Fields(l), " "))
+			}
+		default:
+			in = false
+		}
+	}
+	if len(lines) > maxAptLines {
+		lines = append([]string{fmt.Sprintf("(the first %d lines of its output left out)", len(lines)-maxAptLines)}, lines[len(lines)-maxAptLines:]...)
+	}
+	tail := strings.Join(lines, "\n")
+	if len(why) > 0 {
+		return fmt.Errorf("%s: unmet dependencies: %s\n%w\n%s", what, strings.Join(why, "; "), err, tail)
+	}
+	return fmt.Errorf("%s: %w\n%s", what, err, tail)
 }
 
 func aptInstall(ctx context.Context, env *verify.Env, repo, flavour string) (ev verify.Evidence, err error) {
@@ -200,18 +234,8 @@ func aptInstall(ctx context.Context, env *verify.Env, repo, flavour string) (ev 
 	installed, _ := r.in("dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\n")
 	files, _ := r.in("dpkg", "-L", flavour)
 	nfiles := len(strings.Split(strings.TrimSpace(files), "\n"))
-	if out, err := r.in("apt-get", "purge", "-y", flavour); err != nil {
-		return ev, fmt.Errorf("apt-get purge -y %s: %w\n%s", flavour, err, out)
-	}
-	after, err := rootfs.Paths(r.root)
-	if err != nil {
+	if err := r.purge(flavour, "apt-get purge "+flavour, &ev); err != nil {
 		return ev, err
-	}
-	added, removed := rootfs.DiffPaths(r.before, after)
-	if len(added)+len(removed) > 0 {
-		ev.Details = append(ev.Details, prefixed("left behind: ", added)...)
-		ev.Details = append(ev.Details, prefixed("removed: ", removed)...)
-		return ev, fmt.Errorf("after apt-get purge %s the rootfs differs: %d path(s) left behind, %d removed", flavour, len(added), len(removed))
 	}
 	ev.Checked++
 	for _, l := range strings.Split(installed, "\n") {
@@ -221,6 +245,26 @@ func aptInstall(ctx context.Context, env *verify.Env, repo, flavour string) (ev 
 	}
 	ev.Summary = fmt.Sprintf("apt-get install %s from the served publication (signed InRelease, key at /etc/apt/keyrings/halvm.gpg): %d files; %q; purge left nothing", flavour, nfiles, firstLineOf(ver))
 	return ev, nil
+}
+
+// purge runs apt-get purge of the flavour and requires the rootfs to hold
+// exactly the paths it held before installing: what differs goes to ev's
+// details, and the error says after what (after).
+func (r *installedRoot) purge(flavour, after string, ev *verify.Evidence) error {
+	if out, err := r.in("apt-get", "purge", "-y", flavour); err != nil {
+		return fmt.Errorf("apt-get purge -y %s: %w\n%s", flavour, err, out)
+	}
+	now, err := rootfs.Paths(r.root)
+	if err != nil {
+		return err
+	}
+	added, removed := rootfs.DiffPaths(r.before, now)
+	if len(added)+len(removed) > 0 {
+		ev.Details = append(ev.Details, prefixed("left behind: ", added)...)
+		ev.Details = append(ev.Details, prefixed("removed: ", removed)...)
+		return fmt.Errorf("after %s the rootfs differs: %d path(s) left behind, %d removed", after, len(added), len(removed))
+	}
+	return nil
 }
 
 func prefixed(prefix string, list []string) []string {

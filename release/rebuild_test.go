@@ -1,0 +1,105 @@
+package release
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/halvm/halvm-release/internal/pgp"
+	"github.com/halvm/halvm-release/internal/testpkg"
+	"github.com/halvm/halvm-release/repos"
+	"github.com/halvm/halvm-release/verify/checks"
+)
+
+// TestSeedRepos: a release after the first stages its repositories on top
+// of the live ones (their packages plus its own). A rebuild seeded with
+// the same publications stages byte-identical apt and dnf metadata; one
+// that is not (the bug this guards against) lists only its own packages.
+func TestSeedRepos(t *testing.T) {
+	ctx := context.Background()
+	epoch := time.Unix(1_700_000_000, 0).UTC()
+	key, err := pgp.Generate("HaLVM test archive", "test@halvm.invalid", true, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkg := func(release string) (string, string) {
+		dir := t.TempDir()
+		s := testpkg.Spec{Name: "halvm-hello", Version: "1.0.0", Release: release, Payload: "release " + release, Epoch: epoch, Key: key}
+		return testpkg.Deb(t, dir, s), testpkg.RPM(t, dir, s)
+	}
+	cfg := func(root string) repos.Config {
+		return repos.Config{Root: root, URL: "http://127.0.0.1:8619", Key: key, Epoch: epoch, Version: "2.4.3", Keep: 3}
+	}
+	d1, r1 := pkg("1")
+	d2, r2 := pkg("2")
+
+	// The release: 1 is live, 2 is staged on top of it.
+	c := cfg(filepath.Join(t.TempDir(), "repos"))
+	s1, err := repos.Prepare(ctx, c, []string{d1}, []string{r1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repos.Activate(c, s1); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := repos.Prepare(ctx, c, []string{d2}, []string{r2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apt, dnf := c.StagedDirs(s2)
+	from := checks.Publications{Apt: checks.PreviousPublication(apt), Dnf: checks.PreviousPublication(dnf)}
+	if from.Apt == "" || from.Dnf == "" {
+		t.Fatalf("the staged publications' previous ones: %+v", from)
+	}
+
+	metadata := func(apt, dnf string) [][]byte {
+		t.Helper()
+		var out [][]byte
+		for _, glob := range []string{filepath.Join(apt, "dists/*/main/binary-*/Packages"), filepath.Join(dnf, "repodata/*-primary.xml.gz")} {
+			files, _ := filepath.Glob(glob)
+			if len(files) != 1 {
+				t.Fatalf("%s: %v", glob, files)
+			}
+			b, err := os.ReadFile(files[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, b)
+		}
+		return out
+	}
+	want := metadata(apt, dnf)
+
+	// The rebuild, seeded: the same metadata; the seed is left as it was.
+	seeded := filepath.Join(t.TempDir(), "repos")
+	if err := seedRepos(seeded, from); err != nil {
+		t.Fatal(err)
+	}
+	rc := cfg(seeded)
+	rs, err := repos.Prepare(ctx, rc, []string{d2}, []string{r2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := metadata(rc.StagedDirs(rs))
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Errorf("seeded rebuild: metadata %d differs from the release's", i)
+		}
+	}
+	if a, d := c.StagedDirs(s1); !bytes.Equal(metadata(a, d)[0], metadata(filepath.Join(seeded, "apt", "publications", filepath.Base(a)), filepath.Join(seeded, "dnf", "publications", filepath.Base(d)))[0]) {
+		t.Error("the seed changed")
+	}
+
+	// Not seeded: only its own package, which is why the rebuild is seeded.
+	bare := cfg(filepath.Join(t.TempDir(), "repos"))
+	bs, err := repos.Prepare(ctx, bare, []string{d2}, []string{r2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(metadata(bare.StagedDirs(bs))[0], want[0]) {
+		t.Error("an unseeded rebuild gave the same Packages: the test does not show what seeding is for")
+	}
+}
