@@ -1,14 +1,23 @@
 package checks_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/halvm/halvm-release/debian"
 	"github.com/halvm/halvm-release/internal/devkeys"
@@ -685,4 +694,73 @@ func TestDnfInstall(t *testing.T) {
 	r.env.CacheDir = rootfstest.CacheDir()
 	replaceIn(t, filepath.Join(r.dnf, "repodata", "repomd.xml"), "<revision>", "<revision>1")
 	wantStatus(t, r.runCheck(t, checks.CheckDnfInstall("halvm-gmp")), verify.Fail, "dnf (repo_gpgcheck=1) resolving halvm-gmp")
+}
+
+// TestImageWithoutToolchain: an image whose toolchain is missing (the
+// released halvm image with /usr/bin/halvm-ghc whited out by one more
+// layer), pushed to a registry and recorded by its digest, is caught by
+// the image check: docker cannot run halvm-ghc in it, and the report says so.
+func TestImageWithoutToolchain(t *testing.T) {
+	testenv.NeedCommand(t, "docker.io", "docker")
+	r := copyRelease(t)
+	var img pipeline.Artifact
+	for _, a := range r.env.Ledger.Find(pipeline.KindOCIImage, "halvm") {
+		img = a
+	}
+	idx, err := layout.ImageIndexFromPath(filepath.Join(r.dist, filepath.FromSlash(release.ImageLayoutDir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := idx.Image(v1.Hash{Algorithm: "sha256", Hex: img.SHA256})
+	if err != nil {
+		t.Fatalf("the released halvm image in the layout: %v", err)
+	}
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	if err := tw.WriteHeader(&tar.Header{Name: "usr/bin/.wh.halvm-ghc", Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Unix(0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	whiteout, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tb.Bytes())), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken, err := mutate.AppendLayers(base, whiteout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := release.StartRegistry(filepath.Join(t.TempDir(), "registry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	h, err := broken.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.NewDigest(reg.Addr + "/halvm/halvm@" + h.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, broken); err != nil {
+		t.Fatal(err)
+	}
+	var l pipeline.Ledger
+	for _, a := range r.env.Ledger.Artifacts() {
+		if a.Kind == pipeline.KindOCIImage && a.Flavour == "halvm" {
+			a.SHA256, a.Ref = h.Hex, ref.String()
+		}
+		l.Add(a)
+	}
+	r.env.Ledger = &l
+	res := r.runCheck(t, checks.CheckImageRun("halvm"))
+	if res.Status == verify.NotRun && strings.Contains(res.Reason, "docker") {
+		testenv.Unavailable(t, "docker daemon: "+res.Reason, res.Remedy)
+	}
+	wantStatus(t, res, verify.Fail, "the image "+ref.String()+" does not hold the toolchain: halvm-ghc is not on its PATH (docker run exits 127)")
+	if !strings.Contains(res.Reason+strings.Join(res.Details, "\n"), "executable file not found") {
+		t.Errorf("the report does not carry docker's own explanation: %q", res.Reason)
+	}
 }

@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -56,6 +57,17 @@ func pulledImage(ctx context.Context, env *verify.Env, flavour string) (string, 
 	return a.Ref, nil
 }
 
+// noToolchain names what docker's exit status 127 means for a run of
+// halvm-ghc (no such program in the container): the image does not hold
+// the toolchain. Other failures are returned as they are.
+func noToolchain(ref string, err error) error {
+	var re *run.Error
+	if errors.As(err, &re) && re.Exit == 127 {
+		return fmt.Errorf("the image %s does not hold the toolchain: halvm-ghc is not on its PATH (docker run exits 127): %w", ref, err)
+	}
+	return err
+}
+
 // compileInImage compiles the program with `halvm-ghc --make` in a
 // container of ref (no network) with dir mounted, and returns the kernel.
 func compileInImage(ctx context.Context, ref, dir string, p Program) (string, error) {
@@ -107,7 +119,7 @@ func imageChecks(c Config) []verify.Check {
 				}
 				ver, err := docker(ctx, "run", "--rm", "--network", "none", ref, "halvm-ghc", "--version")
 				if err != nil {
-					return verify.Evidence{}, err
+					return verify.Evidence{}, noToolchain(ref, err)
 				}
 				kernel, err := compileInImage(ctx, ref, filepath.Join(env.Scratch, "src"), hello)
 				if err != nil {
