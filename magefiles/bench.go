@@ -7,7 +7,7 @@ import (
 	"github.com/halvm/halvm-release/internal/run"
 )
 
-// Bench runs the benchmarks: packaging a ~1.5 GB GHC tree against dpkg-deb and rpmbuild, repository writers, one Xen boot.
+// Bench runs the benchmarks: packaging a ~1.5 GB GHC tree against dpkg-deb and rpmbuild, repository writers, one Xen boot and two at once.
 //
 // The packaging benchmark needs its stand-in tree once: HALVM_BENCH_PREPARE=1
 // (Debian's ghc and ghc-prof from the mirror). Figures and the command are in

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,7 +35,8 @@ type DemoOptions struct {
 	Addr string // where the repositories are served during the demo
 	Log  io.Writer
 
-	breakStage string // tests: a stage that fails deliberately
+	breakStage    string           // tests: a stage that fails deliberately
+	sampleOverlay map[string]fs.FS // tests: files replacing the sample upstream's (sampleup.Options.Extra)
 }
 
 // DemoVerifyEnv is the environment `go run mage.go verify` needs to verify
@@ -55,7 +57,7 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 	if err := os.RemoveAll(upDir); err != nil {
 		return nil, err
 	}
-	up, err := sampleup.Generate(ctx, upDir, sampleup.Options{CacheDir: filepath.Join(o.CacheDir, "inputs"), ToolDebs: o.RealLock.DebsWithRole(pins.RoleTool), Log: io.Discard})
+	up, err := sampleup.Generate(ctx, upDir, sampleup.Options{CacheDir: filepath.Join(o.CacheDir, "inputs"), ToolDebs: o.RealLock.DebsWithRole(pins.RoleTool), Log: io.Discard, Extra: o.sampleOverlay})
 	if err != nil {
 		return nil, fmt.Errorf("generating the sample upstream: %w", err)
 	}

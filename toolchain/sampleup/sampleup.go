@@ -37,6 +37,11 @@ type Options struct {
 	// from ("" = /etc/apt).
 	AptConfigDir string
 	Log          io.Writer
+	// Extra adds files to repositories of the sample upstream that the
+	// musl and pvrt overlay does not touch, keyed by repository name (an
+	// extra file replaces the tree file of the same path): tests use it
+	// for a deliberately broken upstream.
+	Extra map[string]fs.FS
 }
 
 // Overlay returns the extra repository content of the sample upstream:
@@ -63,6 +68,12 @@ func Generate(ctx context.Context, dir string, o Options) (*sample.Upstream, err
 	overlay, err := Overlay(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("assembling the sample upstream: %w", err)
+	}
+	for repo, fsys := range o.Extra {
+		if _, taken := overlay[repo]; taken {
+			return nil, fmt.Errorf("assembling the sample upstream: extra files for %s, which the musl and pvrt overlay already provides", repo)
+		}
+		overlay[repo] = fsys
 	}
 	up, err := sample.Generate(ctx, dir, sample.Options{Overlay: overlay})
 	if err != nil {
