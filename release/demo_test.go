@@ -177,18 +177,7 @@ func verifyDemoAgain(ctx context.Context, t *testing.T, o DemoOptions, demoLog s
 			t.Errorf("mage verify's report lacks %q", want)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(o.OutDir, "verify.json"))
-	if err != nil {
-		t.Fatalf("mage verify wrote no report: %v", err)
-	}
-	var rep struct {
-		Status string
-		Counts struct{ Total, Passed int }
-		Checks []struct{ Name, Family, Status, Reason string }
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readVerifyReport(t, o.OutDir)
 	if rep.Status != "pass" || rep.Counts.Total < 20 {
 		t.Errorf("verify.json: status %s, %d of %d checks passed", rep.Status, rep.Counts.Passed, rep.Counts.Total)
 	}
@@ -199,6 +188,30 @@ func verifyDemoAgain(ctx context.Context, t *testing.T, o DemoOptions, demoLog s
 			t.Errorf("check %s/%s: %s %s", r.Family, r.Name, r.Status, r.Reason)
 		}
 	}
+}
+
+// verifyReport is what the tests read of dist/verify.json.
+type verifyReport struct {
+	Status string
+	Counts struct{ Total, Passed int }
+	Checks []struct {
+		Name, Family, Status, Reason string
+		Details                      []string
+	}
+}
+
+// readVerifyReport reads the verification report a run wrote in dist.
+func readVerifyReport(t *testing.T, dist string) verifyReport {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dist, "verify.json"))
+	if err != nil {
+		t.Fatalf("no verification report: %v", err)
+	}
+	var rep verifyReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("%s/verify.json: %v", dist, err)
+	}
+	return rep
 }
 
 // demoSetup is what every demo test starts from: the real lock (its tool

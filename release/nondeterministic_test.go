@@ -3,7 +3,6 @@ package release
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -65,20 +64,7 @@ func TestNondeterministicBuildIsCaught(t *testing.T) {
 		t.Error("a repository went live")
 	}
 
-	b, err := os.ReadFile(filepath.Join(out, "verify.json"))
-	if err != nil {
-		t.Fatalf("the verify stage wrote no report: %v", err)
-	}
-	var rep struct {
-		Status string
-		Checks []struct {
-			Name, Status, Reason string
-			Details              []string
-		}
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readVerifyReport(t, out)
 	if rep.Status != "fail" {
 		t.Errorf("verify.json status %s, want fail", rep.Status)
 	}
