@@ -251,7 +251,7 @@ func rollback(root string, f Format, o Options) (string, error) {
 // switchTo stamps publications/name with the time of the switch (see
 // stampTree) and atomically points `current` at it.
 func switchTo(root, name string, o Options) error {
-	if err := stampTree(filepath.Join(root, pubDir, name), o.now()); err != nil {
+	if err := stampTree(filepath.Join(root, pubDir, name), switchTime(root, o.now())); err != nil {
 		return fmt.Errorf("publish: stamping %s: %w", name, err)
 	}
 	o.step("stamped")
@@ -343,6 +343,26 @@ func treeDigest(dir string) (string, error) {
 		return "", fmt.Errorf("publish: hashing the new publication: %w", err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// switchTime is the stamp of a switch at now: now, or when the live
+// publication's stamp falls in the same second or later (two switches
+// within one second, a clock stepped back), the second after it. HTTP
+// dates have one-second resolution: a stamp in the live one's second
+// would be answered "304 Not Modified" to clients holding the live one.
+func switchTime(root string, now time.Time) time.Time {
+	live, err := Current(root)
+	if err != nil {
+		return now
+	}
+	fi, err := os.Stat(filepath.Join(root, pubDir, live))
+	if err != nil {
+		return now
+	}
+	if next := fi.ModTime().Truncate(time.Second).Add(time.Second); now.Before(next) {
+		return next
+	}
+	return now
 }
 
 // stampTree sets every file's mtime to t, the time it goes live. The files'

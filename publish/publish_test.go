@@ -292,3 +292,37 @@ func TestSwitchesStampTheLiveTree(t *testing.T) {
 		t.Fatalf("after rollback INDEX mtime = %v, want %v: clients holding t2 would get 304 Not Modified", mtime(), t3)
 	}
 }
+
+// TestSwitchesWithinOneSecond: a rollback (or publish) in the same second
+// as the switch before it still gets a later Last-Modified second, or
+// clients holding the live publication would be told "304 Not Modified"
+// and keep it (seen with real apt in repos.TestRealClientsInstallUpgradeRollback).
+func TestSwitchesWithinOneSecond(t *testing.T) {
+	root := t.TempDir()
+	at := func(t time.Time) Options { return Options{clock: func() time.Time { return t }} }
+	t1 := time.Date(2030, 1, 1, 0, 0, 0, 200_000_000, time.UTC)
+	t2 := t1.Add(300 * time.Millisecond)
+	t3 := t1.Add(600 * time.Millisecond)
+	mtime := func() time.Time {
+		fi, err := os.Stat(filepath.Join(root, "current", "INDEX"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.ModTime()
+	}
+	if _, err := Publish(context.Background(), root, fileRepo{}, []string{pkg(t, "a", "a")}, at(t1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Publish(context.Background(), root, fileRepo{}, []string{pkg(t, "b", "b")}, at(t2)); err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Date(2030, 1, 1, 0, 0, 1, 0, time.UTC); !mtime().Equal(want) {
+		t.Fatalf("second switch within the second: INDEX mtime = %v, want %v", mtime(), want)
+	}
+	if _, err := rollback(root, fileRepo{}, at(t3)); err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Date(2030, 1, 1, 0, 0, 2, 0, time.UTC); !mtime().Equal(want) {
+		t.Fatalf("rollback within the same second: INDEX mtime = %v, want %v", mtime(), want)
+	}
+}
