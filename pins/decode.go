@@ -270,8 +270,11 @@ func (d *decoder) lock(raw map[string]any) *Lock {
 	}
 	for _, t := range top.tables("files", false) {
 		pending := t.str("pending", false)
+		if v, ok := t.m["size"].(int64); ok && v <= 0 {
+			d.bad(t.at("size"), "want the file's size in bytes (> 0), got %d (leave size out until the first verified fetch measures it)", v)
+		}
 		l.Files = append(l.Files, File{Name: t.str("name", true), Role: t.str("role", true), Version: t.str("version", true),
-			URL: t.str("url", true), Size: t.int("size", pending == ""), SHA256: t.str("sha256", pending == ""), Pending: pending})
+			URL: t.str("url", true), Size: t.int("size", false), SHA256: t.str("sha256", pending == ""), Note: t.str("note", false), Pending: pending})
 		t.done()
 	}
 	for _, t := range top.tables("debs", false) {
@@ -404,7 +407,7 @@ func validate(d *decoder, l *Lock) {
 			}
 			continue
 		}
-		if f.Size <= 0 {
+		if f.Size < 0 {
 			d.bad(w+".size", "want the file's size in bytes (> 0), got %d", f.Size)
 		}
 		if f.SHA256 != "" && !hex64.MatchString(f.SHA256) {

@@ -80,11 +80,16 @@ func Encode(w io.Writer, l *Lock) error {
 		kv(&b, "role", f.Role)
 		kv(&b, "version", f.Version)
 		kv(&b, "url", f.URL)
+		if f.Note != "" {
+			kv(&b, "note", f.Note)
+		}
 		if f.Pending != "" {
 			kv(&b, "pending", f.Pending)
 			continue
 		}
-		fmt.Fprintf(&b, "size = %d\n", f.Size)
+		if f.SizeKnown() {
+			fmt.Fprintf(&b, "size = %d\n", f.Size)
+		}
 		kv(&b, "sha256", f.SHA256)
 	}
 

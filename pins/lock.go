@@ -85,14 +85,17 @@ type Excluded struct {
 }
 
 // File is a downloaded input (the bootstrap compiler bindist, tool tarballs)
-// pinned by size and sha256.
+// pinned by sha256 and size. A published sha256 can be pinned before the
+// size is known (Size 0): every fetch checks the sha256, and the first
+// verified fetch reports the size for pins:update to record.
 type File struct {
 	Name    string
 	Role    string // "bootstrap-ghc", "tool"
 	Version string
 	URL     string
-	Size    int64
+	Size    int64 // 0: not recorded yet (the sha256 still pins the bytes)
 	SHA256  string
+	Note    string // why this input, where its checksum was published
 	// Pending, when not empty, says why Size/SHA256 are not known yet (no
 	// published checksum). Such a lock passes pins:check with a warning, but
 	// a release refuses it until pins:update records the values at a first
@@ -188,6 +191,9 @@ func (l *Lock) DebsWithRole(role string) []Deb {
 	}
 	return out
 }
+
+// SizeKnown reports whether the file's size is recorded.
+func (f File) SizeKnown() bool { return f.Size > 0 }
 
 // Pending returns a line for every pin whose hashes are not known yet.
 func (l *Lock) Pending() []string {

@@ -49,8 +49,14 @@ func TestRealLockIsValidAndCanonical(t *testing.T) {
 	if gmp, _ := l.Flavour("halvm-gmp"); strings.Join(gmp.ConfigureFlags, " ") != "--enable-gmp" {
 		t.Errorf("halvm-gmp flags = %v", gmp.ConfigureFlags)
 	}
-	if len(r.Warnings) != 2 {
-		t.Errorf("want the two pending pins (cabal-install, happy) as warnings, got %v", r.Warnings)
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "cabal-install") {
+		t.Errorf("want the one pending pin (cabal-install) as a warning, got %v", r.Warnings)
+	}
+	if happy, _ := l.File("happy"); happy.Pending != "" || happy.SHA256 != "fb9a23e41401711a3b288f93cf0a66db9f97da1ce32ec4fffea4b78a0daeb40f" || happy.SizeKnown() {
+		t.Errorf("happy = %+v, want pinned by its published sha256, size not yet recorded", happy)
+	}
+	if l.Release.SourceDateEpoch != 1544117080 {
+		t.Errorf("source_date_epoch = %d, want 1544117080 (committer time of 3ec1d7e4)", l.Release.SourceDateEpoch)
 	}
 	if xen := findDeb(l, "libxen-dev"); xen == nil || !strings.HasPrefix(xen.Version, "4.17") {
 		t.Errorf("Xen headers not pinned at 4.17: %+v", xen)
@@ -155,9 +161,18 @@ func TestCheckRejectsNonCanonical(t *testing.T) {
 
 func TestPendingPinMustNotCarryHashes(t *testing.T) {
 	data, _ := os.ReadFile(realLock)
-	s := strings.Replace(string(data), `name = "happy"`, `name = "happy"`+"\nsize = 5", 1)
+	s := strings.Replace(string(data), `name = "cabal-install"`, `name = "cabal-install"`+"\nsize = 5", 1)
 	_, err := Parse("x.lock", []byte(s))
 	if err == nil || !strings.Contains(err.Error(), "a pending pin must not carry size or sha256") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSizeIsOptionalButPositive(t *testing.T) {
+	data, _ := os.ReadFile(realLock)
+	s := strings.Replace(string(data), `name = "happy"`, `name = "happy"`+"\nsize = 0", 1)
+	_, err := Parse("x.lock", []byte(s))
+	if err == nil || !strings.Contains(err.Error(), "leave size out until the first verified fetch") {
 		t.Fatalf("err = %v", err)
 	}
 }

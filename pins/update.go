@@ -102,6 +102,10 @@ func Update(ctx context.Context, l *Lock, r Resolver, requests []string) (*Lock,
 				fail(req, err)
 				continue
 			}
+			if f := n.Files[i]; f.Pending == "" && f.SHA256 != "" && f.SHA256 != sum {
+				fail(req, fmt.Errorf("%s measures sha256 %s but the lock pins %s (a published checksum): the download is not the pinned file; nothing was recorded", f.URL, sum, f.SHA256))
+				continue
+			}
 			n.Files[i].Size, n.Files[i].SHA256, n.Files[i].Pending = size, sum, ""
 		case req == "epoch":
 			root := n.Root()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/pins"
@@ -73,7 +74,7 @@ func TestDocumentsSayWhatIsPinnedAndBuilt(t *testing.T) {
 	d := generate(t, in)
 	spdx, cdx, prov := string(d.SPDX), string(d.CycloneDX), string(d.Provenance)
 	for _, want := range []string{
-		`"created": "2018-12-06T00:00:00Z"`,
+		`"created": "` + in.Lock.Release.Epoch().Format(time.RFC3339) + `"`,
 		"pkg:github/GaloisInc/halvm-ghc@85c7800461ddd4054ccc086cb3ade5e20edf857b",
 		"git+https://github.com/GaloisInc/halvm-ghc@85c7800461ddd4054ccc086cb3ade5e20edf857b",
 		"pkg:deb/debian/git@1%3A2.39.5-0%2Bdeb12u3?arch=amd64&distro=bookworm",
@@ -101,6 +102,11 @@ func TestDocumentsSayWhatIsPinnedAndBuilt(t *testing.T) {
 	if err := json.Unmarshal(d.SPDX, &sp); err != nil {
 		t.Fatal(err)
 	}
+	// openlibm's LicenseRef- is declared in the document (SPDX 2.3 clause 10).
+	if !strings.Contains(spdx, `"licenseDeclared": "BSD-2-Clause AND ISC AND MIT AND SunPro AND LicenseRef-Public-Domain"`) ||
+		!strings.Contains(spdx, `"licenseId": "LicenseRef-Public-Domain"`) {
+		t.Errorf("SPDX lacks openlibm's mixed licence or the declaration of LicenseRef-Public-Domain")
+	}
 	for _, p := range sp.Packages {
 		if _, nested := p["files"]; nested {
 			t.Errorf("package %v nests files (invalid SPDX 2.3 JSON)", p["SPDXID"])
@@ -115,7 +121,8 @@ func TestDocumentsSayWhatIsPinnedAndBuilt(t *testing.T) {
 			t.Errorf("no CONTAINS relationship for %s", f.Path)
 		}
 	}
-	for _, want := range []string{`"specVersion": "1.5"`, `"bom-ref": "source/halvm-ghc"`, `"alg": "SHA-256"`, `"timestamp": "2018-12-06T00:00:00Z"`,
+	for _, want := range []string{`"specVersion": "1.5"`, `"bom-ref": "source/halvm-ghc"`, `"alg": "SHA-256"`, `"timestamp": "` + in.Lock.Release.Epoch().Format(time.RFC3339) + `"`,
+		`"expression": "BSD-2-Clause AND ISC AND MIT AND SunPro AND LicenseRef-Public-Domain"`,
 		`"bom-ref": "tree/bin/halvm-ghc"`, `"expression": "LGPL-3.0-or-later OR GPL-2.0-or-later"`, `"id": "BSD-3-Clause"`} {
 		if !strings.Contains(cdx, want) {
 			t.Errorf("CycloneDX lacks %s", want)
@@ -132,7 +139,7 @@ func TestDocumentsSayWhatIsPinnedAndBuilt(t *testing.T) {
 	if ep.Flavour != "halvm-gmp" || strings.Join(ep.ConfigureFlags, " ") != "--enable-gmp" || strings.Join(ep.RTSWays, " ") != "v p thr debug thr_debug" {
 		t.Errorf("external parameters: %+v", ep)
 	}
-	if st.Predicate.RunDetails.Metadata.StartedOn != "2018-12-06T00:00:00Z" || st.Predicate.RunDetails.Metadata.FinishedOn != "2018-12-06T00:00:00Z" {
+	if ts := in.Lock.Release.Epoch().Format(time.RFC3339); st.Predicate.RunDetails.Metadata.StartedOn != ts || st.Predicate.RunDetails.Metadata.FinishedOn != ts {
 		t.Errorf("times not from the epoch: %+v", st.Predicate.RunDetails.Metadata)
 	}
 	l := in.Lock

@@ -224,6 +224,7 @@ func (inv *inventory) spdx() ([]byte, error) {
 		rel(spdxID(a.key), relGeneratedFrom, rootID)
 	}
 	doc.Packages = pkgs
+	doc.OtherLicenses = otherLicenses(pkgs)
 
 	// Files live at document level with CONTAINS relationships: the
 	// SPDX 2.3 JSON schema has no packages[].files.
@@ -267,6 +268,40 @@ func writeSPDX(doc *spdx.Document) ([]byte, error) {
 		return nil, fmt.Errorf("encoding SPDX JSON: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// licenseRefTexts are the texts of the LicenseRef- identifiers the lock
+// uses (SPDX 2.3 clause 10: a LicenseRef- must be declared in the document).
+var licenseRefTexts = map[string]struct{ name, text string }{
+	"LicenseRef-Public-Domain": {"Public domain",
+		"Parts of this package are placed in the public domain by their authors, as noted in the individual files."},
+}
+
+// otherLicenses declares every LicenseRef- identifier the packages use,
+// sorted by identifier.
+func otherLicenses(pkgs []*spdx.Package) []*spdx.OtherLicense {
+	seen := map[string]bool{}
+	for _, p := range pkgs {
+		for _, f := range strings.Fields(strings.NewReplacer("(", " ", ")", " ").Replace(p.PackageLicenseDeclared)) {
+			if strings.HasPrefix(f, "LicenseRef-") {
+				seen[f] = true
+			}
+		}
+	}
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var out []*spdx.OtherLicense
+	for _, id := range ids {
+		t, ok := licenseRefTexts[id]
+		if !ok {
+			t.name, t.text = "NOASSERTION", "NOASSERTION"
+		}
+		out = append(out, &spdx.OtherLicense{LicenseIdentifier: id, LicenseName: t.name, ExtractedText: t.text})
+	}
+	return out
 }
 
 func orNoAssertion(s string) string {

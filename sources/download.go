@@ -90,7 +90,8 @@ func (o Options) fetchBlob(ctx context.Context, b blob) (FileResult, error) {
 	final := o.cache("sha256", b.sha256)
 	res := FileResult{Path: final, URL: b.url, Size: b.size, SHA256: b.sha256}
 	if size, sum, err := pipeline.HashFile(final); err == nil {
-		if size == b.size && sum == b.sha256 {
+		if (size == b.size || b.size == 0) && sum == b.sha256 {
+			res.Size = size
 			res.Cached = true
 			return res, nil
 		}
@@ -118,7 +119,10 @@ func (o Options) fetchBlob(ctx context.Context, b blob) (FileResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("fetching %s from %s: %w (nothing was kept)", b.what, b.url, err)
 	}
-	if n != b.size {
+	if b.size == 0 && n > b.limit() {
+		return res, fmt.Errorf("fetching %s from %s: longer than %d bytes with no size pinned: check the URL (nothing was kept)", b.what, b.url, b.limit())
+	}
+	if b.size != 0 && n != b.size {
 		return res, fmt.Errorf("fetching %s from %s: got %d bytes, the lock pins %d: the file changed upstream or the download is damaged (nothing was kept)",
 			b.what, b.url, n, b.size)
 	}
@@ -138,7 +142,20 @@ func (o Options) fetchBlob(ctx context.Context, b blob) (FileResult, error) {
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return res, fmt.Errorf("fetching %s: %w", b.what, err)
 	}
+	res.Size = n
 	return res, nil
+}
+
+// maxUnsized bounds the download of a file pinned by sha256 only (its size
+// not recorded yet).
+const maxUnsized = 1 << 30
+
+// limit is how many bytes b may have.
+func (b blob) limit() int64 {
+	if b.size == 0 {
+		return maxUnsized
+	}
+	return b.size
 }
 
 // errTooBig stops reading a body that is already longer than the pin.
@@ -153,7 +170,7 @@ func (o Options) download(ctx context.Context, b blob, w io.Writer) (int64, stri
 	}
 	defer body.Close()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(ctxReader{ctx, body}, b.size+1))
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(ctxReader{ctx, body}, b.limit()+1))
 	if err != nil {
 		if ctx.Err() != nil {
 			return n, "", fmt.Errorf("interrupted after %d of %d bytes: %w", n, b.size, ctx.Err())
@@ -193,7 +210,7 @@ func (o Options) open(ctx context.Context, b blob) (io.ReadCloser, error) {
 			resp.Body.Close()
 			return nil, fmt.Errorf("server answered %s", resp.Status)
 		}
-		if resp.ContentLength >= 0 && resp.ContentLength != b.size {
+		if resp.ContentLength >= 0 && b.size != 0 && resp.ContentLength != b.size {
 			resp.Body.Close()
 			return nil, fmt.Errorf("server announces %d bytes, the lock pins %d: the file changed upstream or the pin is wrong", resp.ContentLength, b.size)
 		}
@@ -207,7 +224,7 @@ func openLocal(p string, size int64) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := fh.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() != size {
+	if fi, err := fh.Stat(); err == nil && fi.Mode().IsRegular() && size != 0 && fi.Size() != size {
 		fh.Close()
 		return nil, fmt.Errorf("%s has %d bytes, the lock pins %d: the file changed or the pin is wrong", p, fi.Size(), size)
 	}

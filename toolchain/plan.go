@@ -37,6 +37,9 @@ func (r *Recipe) WritePlan(w io.Writer, o PlanOptions) error {
 	}
 	for _, f := range r.Lock.Files {
 		sum := "sha256 " + f.SHA256
+		if f.Pending == "" && !f.SizeKnown() {
+			sum += " (size recorded at the first verified fetch)"
+		}
 		if f.Pending != "" {
 			sum = "PENDING (no sha256 pinned yet: the lock says how to record it)"
 		}
