@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -97,8 +98,12 @@ func (Pins) Verify(ctx context.Context) error {
 
 // Sources fetches and verifies every pinned input into the cache and checks out the tree.
 //
-// The tree goes to $HALVM_WORK/src (replaced), inputs to $HALVM_CACHE;
-// HALVM_MIRROR makes the fetch air-gapped.
+// The tree goes to $HALVM_WORK/src (replaced only by a complete, verified
+// tree), inputs to $HALVM_CACHE; HALVM_MIRROR makes the fetch air-gapped.
+// Git sources come first, then files and packages smallest first; an
+// input that is pending or absent blocks only itself and is reported with
+// its remedy at the end (the target then fails). A file pinned by sha256
+// alone gets its measured size recorded in the lock.
 func Sources(ctx context.Context) error {
 	cfg, l, err := config.Load(os.Getenv)
 	if err != nil {
@@ -108,10 +113,11 @@ func Sources(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := sources.FetchFresh(ctx, l, filepath.Join(cfg.WorkDir, "src"), sources.Options{CacheDir: cfg.CacheDir, MirrorDir: m.Dir, MirrorMap: m.Map})
-	if err != nil {
-		return err
+	res, fetchErr := sources.FetchFresh(ctx, l, filepath.Join(cfg.WorkDir, "src"), sources.Options{CacheDir: cfg.CacheDir, MirrorDir: m.Dir, MirrorMap: m.Map})
+	fmt.Print(sources.Summary(res, fetchErr))
+	recorded, err := pins.RecordSizes(config.LockPath(os.Getenv), sources.UnsizedVerified(l, res))
+	for _, r := range recorded {
+		fmt.Println("recorded in the lock:", r)
 	}
-	fmt.Printf("sources: %d git sources, %d files, %d Debian packages verified; tree at %s\n", len(res.Sources), len(res.Files), len(res.Debs), res.Tree)
-	return nil
+	return errors.Join(fetchErr, err)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -174,5 +175,35 @@ func TestSizeIsOptionalButPositive(t *testing.T) {
 	_, err := Parse("x.lock", []byte(s))
 	if err == nil || !strings.Contains(err.Error(), "leave size out until the first verified fetch") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRecordSizesFillsOnlyUnknownSizes(t *testing.T) {
+	data, _ := os.ReadFile(realLock)
+	p := filepath.Join(t.TempDir(), "halvm.lock")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type v = struct {
+		SHA256 string
+		Size   int64
+	}
+	happy := "fb9a23e41401711a3b288f93cf0a66db9f97da1ce32ec4fffea4b78a0daeb40f"
+	if _, err := RecordSizes(p, map[string]v{"happy": {strings.Repeat("0", 64), 5}}); err == nil {
+		t.Fatal("a size was recorded for another sha256")
+	}
+	done, err := RecordSizes(p, map[string]v{"happy": {happy, 183870}, "ghc-8.0.2-x86_64-deb8-linux": {"x", 1}})
+	if err != nil || len(done) != 1 {
+		t.Fatalf("RecordSizes = %v, %v", done, err)
+	}
+	l, err := LoadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := l.File("happy"); f.Size != 183870 || f.SHA256 != happy {
+		t.Errorf("happy = %+v", f)
+	}
+	if _, err := Check(p); err != nil {
+		t.Errorf("the recorded lock is not canonical: %v", err)
 	}
 }

@@ -374,3 +374,34 @@ func UpdateFile(ctx context.Context, path string, r Resolver, requests []string,
 	_, err = io.WriteString(w, diff)
 	return err
 }
+
+// RecordSizes records the measured sizes of files pinned by sha256 alone
+// (their size not yet known), after a fetch verified their sha256. sums
+// maps a file name to the verified sha256 and size; an entry whose sha256
+// is not the pinned one is refused. It returns the names it recorded, and
+// rewrites the lock at path only when there are some.
+func RecordSizes(path string, verified map[string]struct {
+	SHA256 string
+	Size   int64
+}) ([]string, error) {
+	l, err := LoadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	for i, f := range l.Files {
+		v, ok := verified[f.Name]
+		if !ok || f.Pending != "" || f.SizeKnown() {
+			continue
+		}
+		if v.SHA256 != f.SHA256 || v.Size <= 0 {
+			return nil, fmt.Errorf("recording the size of file %s: verified sha256 %s (%d bytes) is not the pinned %s", f.Name, v.SHA256, v.Size, f.SHA256)
+		}
+		l.Files[i].Size = v.Size
+		done = append(done, fmt.Sprintf("%s: size %d", f.Name, v.Size))
+	}
+	if len(done) == 0 {
+		return nil, nil
+	}
+	return done, writeLock(path, l)
+}

@@ -82,6 +82,7 @@ func (r *runner) sourcesOptions(p pipeline.Plan, l *pipeline.Ledger) sources.Opt
 	o := r.o.Sources
 	o.CacheDir = filepath.Join(p.CacheDir(), "inputs")
 	o.Ledger = l
+	o.RefuseGaps = r.o.Official // an official release refuses any gap
 	return o
 }
 

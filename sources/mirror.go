@@ -15,14 +15,13 @@ import (
 // it with Fetch first), into mirrorDir in the layout Options.MirrorDir
 // reads: git/<source>.git (bare, the pinned commits under refs/pins/),
 // files/<file name from its URL>, <archive>/<pool filename>. Carry the
-// directory to an air-gapped machine and fetch with MirrorDir set.
+// directory to an air-gapped machine and fetch with MirrorDir set. A
+// pending pin blocks only itself: the rest is exported and the error names
+// the gaps.
 func ExportMirror(ctx context.Context, l *pins.Lock, o Options, mirrorDir string) error {
 	o, err := o.normalized()
 	if err != nil {
 		return fmt.Errorf("exporting mirror: %w", err)
-	}
-	if err := refusePending(l.Files); err != nil {
-		return err
 	}
 	g := newGit(nil)
 	for _, s := range l.Sources {
@@ -43,7 +42,13 @@ func ExportMirror(ctx context.Context, l *pins.Lock, o Options, mirrorDir string
 		}
 	}
 	used := map[string]string{}
+	var gaps []Gap
 	for _, f := range l.Files {
+		if f.Pending != "" {
+			gaps = append(gaps, Gap{Input: LedgerName("file", f.Name), Reason: "its pin is pending (" + f.Pending + ")",
+				Remedy: fmt.Sprintf("run `go run mage.go pins:update file:%s`, fetch it, and export the mirror again", f.Name)})
+			continue
+		}
 		base, err := urlBase(f.URL)
 		if err != nil {
 			return fmt.Errorf("exporting mirror: file %s: %w", f.Name, err)
@@ -61,6 +66,9 @@ func ExportMirror(ctx context.Context, l *pins.Lock, o Options, mirrorDir string
 			return fmt.Errorf("exporting mirror: Debian package %s: %w", DebName(d), err)
 		}
 	}
+	if len(gaps) > 0 {
+		return fmt.Errorf("exporting mirror: everything else was exported: %w", &GapsError{Gaps: gaps})
+	}
 	return nil
 }
 
@@ -68,7 +76,7 @@ func ExportMirror(ctx context.Context, l *pins.Lock, o Options, mirrorDir string
 func (o Options) exportBlob(sum string, size int64, dst string) error {
 	src := o.cache("sha256", sum)
 	n, got, err := pipeline.HashFile(src)
-	if err != nil || n != size || got != sum {
+	if err != nil || (size != 0 && n != size) || got != sum {
 		return fmt.Errorf("not in the cache %s (or damaged): fetch first", o.CacheDir)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {

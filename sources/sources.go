@@ -31,9 +31,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/halvm/halvm-release/internal/pipeline"
@@ -62,6 +64,9 @@ type Options struct {
 	// HTTPClient is used for http(s) downloads; nil is a default client
 	// (no overall timeout: the context bounds a download).
 	HTTPClient *http.Client
+	// RefuseGaps (an official release) refuses a lock with any pending
+	// pin before anything is fetched.
+	RefuseGaps bool
 }
 
 // Result is what a fetch produced.
@@ -109,31 +114,165 @@ func FetchLockFile(ctx context.Context, lockPath, dest string, o Options) (*Resu
 	return Fetch(ctx, l, dest, o)
 }
 
-// Fetch fetches and verifies every input of the lock: the source tree,
-// checked out at dest (which must not exist yet), every file and every
-// Debian package into the cache. Pending pins are refused before anything
-// is fetched.
+// Fetch fetches and verifies every input of the lock it can: first the
+// source tree (every git source, checked out at dest, which must not exist
+// yet), then the files and Debian packages into the cache, smallest first.
+// A gap (a pending pin, an input the mirror or upstream does not have)
+// blocks only itself: everything else is still fetched and verified, and
+// the returned error (it wraps a *GapsError) names every gap with its
+// remedy. The Result holds what was verified, also on error; the tree is
+// kept when the only failures are gaps, and removed when an input is
+// wrong (a tampered file, a moved gitlink).
+// With Options.RefuseGaps (an official release) a lock with any pending
+// pin is refused before anything is fetched.
 func Fetch(ctx context.Context, l *pins.Lock, dest string, o Options) (*Result, error) {
-	if err := refusePending(l.Files); err != nil {
-		return nil, err
-	}
-	// Files first: they only ever land in the cache, verified, so a failure
-	// of any input leaves no tree behind.
-	res := &Result{}
-	var err error
-	if res.Files, err = FetchFiles(ctx, l.Files, o); err != nil {
-		return nil, err
-	}
-	if len(l.Debs) > 0 {
-		if res.Debs, err = FetchDebs(ctx, l.Debs, o); err != nil {
-			return nil, err
+	if o.RefuseGaps {
+		if err := refusePending(l.Files); err != nil {
+			return nil, fmt.Errorf("%w (an official release refuses any gap; nothing was fetched)", err)
 		}
 	}
-	if res.Sources, err = FetchSources(ctx, l, dest, o); err != nil {
-		return nil, err
+	res := &Result{}
+	var errs []error
+	var gaps []Gap
+	srcs, err := FetchSources(ctx, l, dest, o)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		res.Sources, res.Tree = srcs, dest
 	}
-	res.Tree = dest
+	for _, in := range blobsBySize(l) {
+		if ctx.Err() != nil {
+			errs = append(errs, ctx.Err())
+			break
+		}
+		switch {
+		case in.file != nil && in.file.Pending != "":
+			gaps = append(gaps, Gap{Input: LedgerName("file", in.file.Name), Reason: "its pin is pending (" + in.file.Pending + ")",
+				Remedy: fmt.Sprintf("run `go run mage.go pins:update file:%s` on a machine that reaches %s", in.file.Name, in.file.URL)})
+		case in.file != nil:
+			r, err := FetchFile(ctx, *in.file, o)
+			if err != nil {
+				if g, ok := o.fileGap(*in.file, err); ok {
+					gaps = append(gaps, g)
+				} else {
+					errs = append(errs, err)
+				}
+				continue
+			}
+			res.Files = append(res.Files, r)
+		default:
+			r, err := FetchDebs(ctx, []pins.Deb{*in.deb}, o)
+			if err != nil {
+				if g, ok := o.debGap(*in.deb, err); ok {
+					gaps = append(gaps, g)
+				} else {
+					errs = append(errs, err)
+				}
+				continue
+			}
+			res.Debs = append(res.Debs, r...)
+		}
+	}
+	inLockOrder(res, l)
+	if len(errs) > 0 && res.Tree != "" {
+		// Something is wrong (not merely absent): no tree is left for a
+		// build to pick up by mistake.
+		if err := os.RemoveAll(res.Tree); err != nil {
+			errs = append(errs, err)
+		}
+		res.Tree, res.Sources = "", nil
+	}
+	if len(gaps) > 0 {
+		errs = append(errs, &GapsError{Gaps: gaps})
+	}
+	if len(errs) > 0 {
+		return res, errors.Join(errs...)
+	}
 	return res, nil
+}
+
+// inLockOrder sorts the results as the lock lists the inputs (they are
+// fetched smallest first).
+func inLockOrder(res *Result, l *pins.Lock) {
+	idx := map[string]int{}
+	for i, f := range l.Files {
+		idx["f"+f.Name] = i
+	}
+	for i, d := range l.Debs {
+		idx["d"+DebName(d)] = i
+	}
+	sort.SliceStable(res.Files, func(i, j int) bool { return idx["f"+res.Files[i].Name] < idx["f"+res.Files[j].Name] })
+	sort.SliceStable(res.Debs, func(i, j int) bool { return idx["d"+res.Debs[i].Name] < idx["d"+res.Debs[j].Name] })
+}
+
+// Gap is a pinned input that could not be fetched: its pin is pending, or
+// the mirror (or upstream) does not have it.
+type Gap struct {
+	Input  string // the ledger name: file:<name>, deb:<name>_<version>_<arch>
+	Reason string
+	Remedy string
+}
+
+// GapsError lists every gap of a fetch; everything else was verified.
+type GapsError struct{ Gaps []Gap }
+
+func (e *GapsError) Error() string {
+	lines := make([]string, len(e.Gaps))
+	for i, g := range e.Gaps {
+		lines[i] = fmt.Sprintf("%s: %s: %s", g.Input, g.Reason, g.Remedy)
+	}
+	return fmt.Sprintf("%d pinned input(s) could not be fetched (everything else was fetched and verified):\n  %s", len(e.Gaps), strings.Join(lines, "\n  "))
+}
+
+// blob to fetch: a file or a Debian package.
+type pinnedBlob struct {
+	file *pins.File
+	deb  *pins.Deb
+	size int64
+}
+
+// blobsBySize orders the lock's files and packages smallest first (a file
+// whose size is not recorded, or pending, counts as small: it is reported
+// or fetched early), then by name.
+func blobsBySize(l *pins.Lock) []pinnedBlob {
+	var out []pinnedBlob
+	for i := range l.Files {
+		out = append(out, pinnedBlob{file: &l.Files[i], size: l.Files[i].Size})
+	}
+	for i := range l.Debs {
+		out = append(out, pinnedBlob{deb: &l.Debs[i], size: l.Debs[i].Size})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].size < out[j].size })
+	return out
+}
+
+// fileGap tells whether err means the file is absent (a gap), not wrong.
+func (o Options) fileGap(f pins.File, err error) (Gap, bool) {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return Gap{}, false
+	}
+	where := f.URL
+	remedy := "run on a machine that reaches " + f.URL + ", or carry it in a mirror (files/<name from its URL>)"
+	if o.MirrorDir != "" {
+		base, _ := urlBase(f.URL)
+		where = filepath.Join(o.MirrorDir, "files", base)
+		remedy = fmt.Sprintf("put the pinned file (sha256 %s, from %s) at %s, or export the mirror again from a complete cache", f.SHA256, f.URL, where)
+	}
+	return Gap{Input: LedgerName("file", f.Name), Reason: "not found at " + where, Remedy: remedy}, true
+}
+
+// debGap tells whether err means the package is absent (a gap).
+func (o Options) debGap(d pins.Deb, err error) (Gap, bool) {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return Gap{}, false
+	}
+	where := d.Archive + "/" + d.Filename
+	remedy := "add the Debian archive " + d.Archive + " to apt's sources"
+	if o.MirrorDir != "" {
+		where = filepath.Join(o.MirrorDir, d.Archive, filepath.FromSlash(d.Filename))
+		remedy = fmt.Sprintf("put the pinned package (sha256 %s) at %s, or export the mirror again from a complete cache", d.SHA256, where)
+	}
+	return Gap{Input: LedgerName("deb", DebName(d)), Reason: "not found at " + where, Remedy: remedy}, true
 }
 
 func refusePending(files []pins.File) error {
@@ -215,11 +354,80 @@ func gitLocation(url, commit string) string {
 	return url + "@" + commit
 }
 
-// FetchFresh is Fetch into dest after removing what a previous fetch left
-// there (a checked-out tree is cheap to recreate from the cache).
+// FetchFresh is Fetch into dest, replacing what a previous fetch left
+// there. Nothing is removed before the new tree is complete: the tree is
+// checked out beside dest and takes its place only once every git source
+// is verified; a refusal or a failed source fetch leaves dest as it was.
+// Gaps in files are still reported (the tree is replaced: it is verified).
 func FetchFresh(ctx context.Context, l *pins.Lock, dest string, o Options) (*Result, error) {
-	if err := os.RemoveAll(dest); err != nil {
-		return nil, fmt.Errorf("fetching sources: removing the previous tree: %w", err)
+	abs, err := filepath.Abs(dest)
+	if err != nil {
+		return nil, fmt.Errorf("fetching sources: %w", err)
 	}
-	return Fetch(ctx, l, dest, o)
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return nil, fmt.Errorf("fetching sources: %w", err)
+	}
+	work, err := os.MkdirTemp(filepath.Dir(abs), "."+filepath.Base(abs)+".next-")
+	if err != nil {
+		return nil, fmt.Errorf("fetching sources: %w", err)
+	}
+	defer os.RemoveAll(work)
+	next := filepath.Join(work, "tree")
+	res, fetchErr := Fetch(ctx, l, next, o)
+	if res == nil || res.Tree == "" {
+		return res, fetchErr
+	}
+	if err := os.RemoveAll(abs); err != nil {
+		return res, fmt.Errorf("fetching sources: removing the previous tree %s: %w", abs, err)
+	}
+	if err := os.Rename(next, abs); err != nil {
+		return res, fmt.Errorf("fetching sources: moving the new tree into place: %w", err)
+	}
+	res.Tree = abs
+	return res, fetchErr
+}
+
+// Summary is what a fetch verified and what it could not fetch, for
+// people: one line per kind, then every gap with its remedy.
+func Summary(res *Result, err error) string {
+	b := &strings.Builder{}
+	if res != nil {
+		fmt.Fprintf(b, "sources: %d git sources, %d files, %d Debian packages verified", len(res.Sources), len(res.Files), len(res.Debs))
+		if res.Tree != "" {
+			fmt.Fprintf(b, "; tree at %s", res.Tree)
+		}
+		b.WriteString("\n")
+	}
+	var gaps *GapsError
+	if errors.As(err, &gaps) {
+		for _, g := range gaps.Gaps {
+			fmt.Fprintf(b, "GAP %s: %s\n    remedy: %s\n", g.Input, g.Reason, g.Remedy)
+		}
+	}
+	return b.String()
+}
+
+// UnsizedVerified returns the files of the lock pinned by sha256 alone
+// (size not recorded) that res verified, with their measured sizes, for
+// pins.RecordSizes.
+func UnsizedVerified(l *pins.Lock, res *Result) map[string]struct {
+	SHA256 string
+	Size   int64
+} {
+	out := map[string]struct {
+		SHA256 string
+		Size   int64
+	}{}
+	if res == nil {
+		return out
+	}
+	for _, r := range res.Files {
+		if f, ok := l.File(r.Name); ok && f.Pending == "" && !f.SizeKnown() && r.SHA256 == f.SHA256 && r.Size > 0 {
+			out[r.Name] = struct {
+				SHA256 string
+				Size   int64
+			}{r.SHA256, r.Size}
+		}
+	}
+	return out
 }

@@ -511,17 +511,101 @@ func TestMalformedLock(t *testing.T) {
 	}
 }
 
-func TestPendingPinRefused(t *testing.T) {
+// TestPendingPinIsAGap: a pending pin blocks only itself. Everything else
+// is fetched and verified (the tree is checked out), the fetch fails at the
+// end naming the gap and its remedy; an official release refuses the lock
+// before fetching anything.
+func TestPendingPinIsAGap(t *testing.T) {
 	t.Parallel()
 	fx := newFixture(t, sample.Options{})
 	l := *fx.u.Lock
 	l.Files = append([]pins.File{{Name: "cabal-install", Role: pins.RoleTool, Version: "1.24.0.2", URL: fx.srv.URL + "/cabal.tar.gz",
 		Pending: "no published sha256"}}, l.Files...)
-	_, _, err := fx.fetch(t, &l, fx.opts())
-	wantErr(t, err, "file cabal-install: its pin is pending (no published sha256)", "go run mage.go pins:update file:cabal-install")
+
+	o := fx.opts()
+	o.RefuseGaps = true
+	_, _, err := fx.fetch(t, &l, o)
+	wantErr(t, err, "file cabal-install: its pin is pending (no published sha256)", "go run mage.go pins:update file:cabal-install", "official release refuses any gap")
 	fx.assertNothingLeft(t)
 	if ents := mustReadDir(t, fx.cache); len(ents) != 0 {
-		t.Errorf("a lock with pending pins fetched something: %v", ents)
+		t.Errorf("an official fetch of a lock with pending pins fetched something: %v", ents)
+	}
+
+	res, dest, err := fx.fetch(t, &l, fx.opts())
+	wantErr(t, err, "1 pinned input(s) could not be fetched", "file:cabal-install: its pin is pending (no published sha256)",
+		"go run mage.go pins:update file:cabal-install")
+	var gaps *sources.GapsError
+	if !errors.As(err, &gaps) || len(gaps.Gaps) != 1 || gaps.Gaps[0].Input != "file:cabal-install" {
+		t.Fatalf("want one gap, file:cabal-install; got %#v", gaps)
+	}
+	if res == nil || res.Tree != dest || len(res.Sources) != len(l.Sources) || len(res.Files) != len(l.Files)-1 {
+		t.Fatalf("the gap blocked more than itself: %+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(dest, ".git")); err != nil {
+		t.Errorf("no tree although every git source verified: %v", err)
+	}
+}
+
+// TestMissingMirrorFileIsAGap: a file the mirror lacks is named with its
+// path in the mirror; the git sources and other files are still verified.
+func TestMissingMirrorFileIsAGap(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, sample.Options{})
+	if _, _, err := fx.fetch(t, fx.u.Lock, fx.opts()); err != nil {
+		t.Fatal(err)
+	}
+	mirror := t.TempDir()
+	if err := sources.ExportMirror(context.Background(), fx.u.Lock, fx.opts(), mirror); err != nil {
+		t.Fatal(err)
+	}
+	f := fx.u.Lock.Files[0]
+	base := filepath.Base(f.URL)
+	if err := os.Remove(filepath.Join(mirror, "files", base)); err != nil {
+		t.Fatal(err)
+	}
+	o := sources.Options{CacheDir: t.TempDir(), MirrorDir: mirror}
+	res, _, err := fx.fetch(t, fx.u.Lock, o)
+	wantErr(t, err, "file:"+f.Name+": not found at "+filepath.Join(mirror, "files", base), "put the pinned file (sha256 "+f.SHA256)
+	if res == nil || res.Tree == "" || len(res.Files) != len(fx.u.Lock.Files)-1 {
+		t.Fatalf("a missing file blocked more than itself: %+v", res)
+	}
+}
+
+// TestFetchFreshKeepsTheTreeOnRefusal: a refused fetch removes nothing.
+func TestFetchFreshKeepsTheTreeOnRefusal(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, sample.Options{})
+	dest := filepath.Join(fx.work, "src")
+	if _, err := sources.FetchFresh(context.Background(), fx.u.Lock, dest, fx.opts()); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dest, "previous-build-output")
+	if err := os.WriteFile(marker, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := *fx.u.Lock
+	l.Files = append([]pins.File{{Name: "cabal-install", Role: pins.RoleTool, Version: "1", URL: fx.srv.URL + "/c.tar.gz", Pending: "unknown"}}, l.Files...)
+	o := fx.opts()
+	o.RefuseGaps = true
+	_, err := sources.FetchFresh(context.Background(), &l, dest, o)
+	wantErr(t, err, "its pin is pending")
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("a refused fetch deleted the previous tree: %v", err)
+	}
+	// A fetch whose git source is wrong also leaves the previous tree.
+	l = *fx.u.Lock
+	l.Sources = append([]pins.Source(nil), l.Sources...)
+	l.Sources[len(l.Sources)-1].Commit = strings.Repeat("b", 40)
+	if _, err := sources.FetchFresh(context.Background(), &l, dest, fx.opts()); err == nil {
+		t.Fatal("a wrong pin was accepted")
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("a failed fetch deleted the previous tree: %v", err)
+	}
+	for _, e := range mustReadDir(t, fx.work) {
+		if e.Name() != "src" {
+			t.Errorf("left %s beside the tree", e.Name())
+		}
 	}
 }
 
