@@ -75,7 +75,7 @@ func Verify(ctx context.Context, l *pins.Lock, o Options) (*VerifyReport, error)
 		if errors.As(fetchErr, &gaps) {
 			rep.Absent = gaps.Gaps
 		}
-		if o.MirrorDir == "" || !onlyGaps(fetchErr) {
+		if o.MirrorDir == "" || !OnlyGaps(fetchErr) {
 			errs = append(errs, fetchErr)
 		}
 	}
@@ -107,11 +107,11 @@ func Verify(ctx context.Context, l *pins.Lock, o Options) (*VerifyReport, error)
 	return rep, nil
 }
 
-// onlyGaps tells whether every error joined in err is a *GapsError.
-func onlyGaps(err error) bool {
+// OnlyGaps tells whether every error joined in err is a *GapsError.
+func OnlyGaps(err error) bool {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		for _, e := range j.Unwrap() {
-			if !onlyGaps(e) {
+			if !OnlyGaps(e) {
 				return false
 			}
 		}
