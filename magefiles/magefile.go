@@ -109,7 +109,7 @@ func (Pins) Verify(ctx context.Context) error {
 // Sources fetches and verifies every pinned input into the cache and checks out the tree.
 //
 // The tree goes to $HALVM_WORK/src (replaced only by a complete, verified
-// tree), inputs to $HALVM_CACHE; HALVM_MIRROR makes the fetch air-gapped.
+// tree), inputs to $HALVM_CACHE/inputs (as the release); HALVM_MIRROR makes the fetch air-gapped.
 // Git sources come first, then files and packages smallest first; an
 // input that is pending or absent blocks only itself and is reported with
 // its remedy at the end (the target then fails). A file pinned by sha256
@@ -123,7 +123,8 @@ func Sources(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, fetchErr := sources.FetchFresh(ctx, l, filepath.Join(cfg.WorkDir, "src"), sources.Options{CacheDir: cfg.CacheDir, MirrorDir: m.Dir, MirrorMap: m.Map})
+	// The same input cache as the release (and the toolchain plan) use.
+	res, fetchErr := sources.FetchFresh(ctx, l, filepath.Join(cfg.WorkDir, "src"), sources.Options{CacheDir: filepath.Join(cfg.CacheDir, "inputs"), MirrorDir: m.Dir, MirrorMap: m.Map})
 	fmt.Print(sources.Summary(res, fetchErr))
 	recorded, err := pins.RecordSizes(config.LockPath(os.Getenv), sources.UnsizedVerified(l, res))
 	for _, r := range recorded {

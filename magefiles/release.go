@@ -65,9 +65,15 @@ func Plan(ctx context.Context) error {
 		}
 		fmt.Printf("%2d. %-10s %s [%s]\n", i+1, s.Name, s.Doc, state)
 	}
+	m, err := config.MirrorFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
 	for _, fl := range plan.Flavours() {
 		fmt.Printf("\ntoolchain %s:\n", fl)
-		if err := toolchain.Plan(ctx, os.Stdout, release.ToolchainConfig(plan, lock, fl)); err != nil {
+		c := release.ToolchainConfig(plan, lock, fl)
+		c.Mirror = m.Dir // which steps can run here counts the mirror's git sources
+		if err := toolchain.Plan(ctx, os.Stdout, c); err != nil {
 			return err
 		}
 	}

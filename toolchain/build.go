@@ -263,5 +263,5 @@ func Plan(ctx context.Context, w io.Writer, c Config) error {
 	if err != nil {
 		return err
 	}
-	return r.WritePlan(w, PlanOptions{Cache: true})
+	return r.WritePlan(w, PlanOptions{Cache: true, Here: true})
 }

@@ -10,6 +10,8 @@ import (
 type PlanOptions struct {
 	// Cache adds every step's cache status (hit, or miss and why).
 	Cache bool
+	// Here adds whether each step can run on this machine, and why not.
+	Here bool
 }
 
 // WritePlan prints the recipe as a reviewer reads it: the paths, the
@@ -57,8 +59,30 @@ func (r *Recipe) WritePlan(w io.Writer, o PlanOptions) error {
 			statuses[s.Step] = s
 		}
 	}
+	var here map[string]Here
+	if o.Here {
+		here = map[string]Here{}
+		n := 0
+		for _, h := range r.Here() {
+			here[h.Step] = h
+			if h.Can {
+				n++
+			}
+		}
+		fmt.Fprintf(b, "\non this machine: %d of %d steps can run (each step says why not)\n", n, len(r.Steps))
+	}
 	for i, s := range r.Steps {
 		fmt.Fprintf(b, "\n[%d/%d] %s: %s\n", i+1, len(r.Steps), s.Name, s.Doc)
+		if h, ok := here[s.Name]; ok {
+			switch {
+			case h.Can:
+				fmt.Fprintf(b, "  here:    can run\n")
+			case h.OwnCommandsNeedNoGHC:
+				fmt.Fprintf(b, "  here:    CANNOT run: %s (its own commands need no GHC: they run here once the steps before have)\n", h.Why)
+			default:
+				fmt.Fprintf(b, "  here:    CANNOT run: %s\n", h.Why)
+			}
+		}
 		root := s.Root
 		if s.Fresh {
 			root += " (emptied first)"

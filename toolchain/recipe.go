@@ -42,6 +42,9 @@ type Step struct {
 	// Recreate: the step is cheap and deterministic, so it is not cached
 	// but re-run whenever a later step has to run.
 	Recreate bool
+	// RunsGHC: the step runs the bootstrap GHC (or installs it), beyond
+	// configure's version probes; it cannot run without the real GHC 8.0.2.
+	RunsGHC  bool
 	Pre      []Action // run before Commands
 	Commands []Command
 	Post     []Action // run after Commands
@@ -122,7 +125,7 @@ func NewRecipe(c Config, host Host) (*Recipe, error) {
 	unpack := filepath.Join(l.Bootstrap(), "unpack")
 	bindistDir := filepath.Join(unpack, "ghc-"+boot.Version)
 	add(Step{
-		Name: "bootstrap-ghc", Root: l.Bootstrap(), Fresh: true,
+		Name: "bootstrap-ghc", Root: l.Bootstrap(), Fresh: true, RunsGHC: true,
 		Doc:    "unpack the pinned GHC " + boot.Version + " bindist and install it into a private prefix; check its version and its global terminfo",
 		Inputs: []Input{{"file " + boot.Name, boot.SHA256}},
 		Commands: []Command{
@@ -140,7 +143,7 @@ func NewRecipe(c Config, host Host) (*Recipe, error) {
 	// 2. The tool prefix: alex and HsColour from Debian packages, happy
 	// built from source with the bootstrap compiler, cabal-install binary.
 	tools := Step{
-		Name: "tools", Root: l.Tools(), Fresh: true, Deps: []string{"bootstrap-ghc"},
+		Name: "tools", Root: l.Tools(), Fresh: true, Deps: []string{"bootstrap-ghc"}, RunsGHC: true,
 		Doc: "install alex, happy, cabal-install and HsColour from their pins into their own prefix " + l.ToolPrefix() +
 			" (upstream's make install copies dirname(dirname(alex))/{share,lib})",
 	}
@@ -219,7 +222,7 @@ func NewRecipe(c Config, host Host) (*Recipe, error) {
 	}
 	// 7-8. halvm-ghc's boot and configure, then the stage-1 compiler.
 	add(Step{
-		Name: "ghc-configure", Root: src, Deps: cdeps,
+		Name: "ghc-configure", Root: src, Deps: cdeps, RunsGHC: true,
 		Doc: "link build.mk, run halvm-ghc's ./boot and configure it as the x86_64-unknown-HaLVM cross compiler",
 		Commands: []Command{
 			{Args: []string{"make", filepath.Join(ghc, "mk/config.mk")}, Dir: src},
@@ -230,7 +233,7 @@ func NewRecipe(c Config, host Host) (*Recipe, error) {
 		return []string{"make", "-C", "halvm-ghc", target, "ghclibdir=" + hl}
 	}
 	add(Step{
-		Name: "stage1-compiler", Root: src, Deps: []string{"ghc-configure"},
+		Name: "stage1-compiler", Root: src, Deps: []string{"ghc-configure"}, RunsGHC: true,
 		Doc:      "build the stage-1 compiler (Stage1Only: the cross compiler that is installed)",
 		Commands: []Command{{Args: ghcMake("inplace/bin/ghc-stage1"), Dir: src}},
 		Outputs:  []string{filepath.Join(ghc, "inplace/bin/ghc-stage1")},
@@ -239,7 +242,7 @@ func NewRecipe(c Config, host Host) (*Recipe, error) {
 	for _, w := range Ways {
 		a := "rts/dist/build/" + RTSArchive(w)
 		add(Step{
-			Name: "rts-" + w, Root: src, Deps: []string{"stage1-compiler"},
+			Name: "rts-" + w, Root: src, Deps: []string{"stage1-compiler"}, RunsGHC: true,
 			Doc:      "build the RTS way " + w + " (" + RTSArchive(w) + ")",
 			Commands: []Command{{Args: ghcMake(a), Dir: src}},
 			Outputs:  []string{filepath.Join(ghc, a)},
@@ -268,14 +271,14 @@ func NewRecipe(c Config, host Host) (*Recipe, error) {
 	}
 	// 19. Everything else of upstream's "make" (the libraries, ways v p).
 	add(Step{
-		Name: "libraries", Root: src, Deps: before,
+		Name: "libraries", Root: src, Deps: before, RunsGHC: true,
 		Doc: "build halvm-ghc's remaining targets (the target libraries in ways v and p, HALVMCore, XenDevice; " +
 			"upstream's top-level make skips them once ghc-stage1 exists), then finish the top-level make (libminlibc)",
 		Commands: []Command{{Args: ghcMake("all"), Dir: src}, {Args: []string{"make"}, Dir: src}},
 	})
 	// 20. make install into the staging root at the final prefix.
 	add(Step{
-		Name: "install", Root: stage, Fresh: true, Deps: []string{"libraries", "tools", "bootstrap-ghc"},
+		Name: "install", Root: stage, Fresh: true, Deps: []string{"libraries", "tools", "bootstrap-ghc"}, RunsGHC: true,
 		Doc:      "make install into the staging root " + stage + " (DESTDIR) at prefix " + c.Prefix,
 		Commands: []Command{{Args: []string{"make", "install", "DESTDIR=" + stage}, Dir: src}},
 		Outputs: []string{
@@ -292,7 +295,7 @@ func NewRecipe(c Config, host Host) (*Recipe, error) {
 	}
 	// 21. halvm-ghc-pkg recache, on the staged package db.
 	add(Step{
-		Name: "recache", Root: stage, Deps: []string{"install"},
+		Name: "recache", Root: stage, Deps: []string{"install"}, RunsGHC: true,
 		Doc: "halvm-ghc-pkg recache: rebuild the staged package db's cache (the installed halvm-ghc-pkg names the final " +
 			"paths, so the build tree's ghc-pkg runs on the staged db)",
 		Commands: []Command{{Args: []string{filepath.Join(ghc, "inplace/bin/ghc-pkg"), "recache",
