@@ -131,3 +131,34 @@ func unwrapAll(err error) error {
 		err = u.Unwrap()
 	}
 }
+
+// TestUpdateKeepsAPublishedSHA256: file:NAME on a file pinned by a
+// published sha256 (size not yet known) records the size when the download
+// matches, and refuses a download with another sha256.
+func TestUpdateKeepsAPublishedSHA256(t *testing.T) {
+	payload := []byte("happy 1.19.12 bytes")
+	sum := sha256.Sum256(payload)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(payload) }))
+	defer srv.Close()
+	l := &Lock{
+		Release:  Release{Name: "HaLVM", Version: "2.4.3", SourceDateEpoch: 1, EpochNote: "x", Homepage: "https://example.org", License: "BSD-3-Clause", Suite: "bookworm"},
+		Flavours: []Flavour{{Name: "halvm", IntegerLibrary: "integer-simple", Description: "x"}},
+		Sources:  []Source{{Name: "halvm", Path: ".", URL: "https://example.org/halvm", Commit: strings.Repeat("c", 40)}},
+		Files: []File{
+			{Name: "happy", Role: RoleTool, Version: "1.19.12", URL: srv.URL + "/happy.tar.gz", SHA256: hex.EncodeToString(sum[:])},
+			{Name: "ghc", Role: RoleBootstrapGHC, Version: "8.0.2", URL: srv.URL + "/ghc", Size: 1, SHA256: strings.Repeat("a", 64)},
+		},
+	}
+	n, err := Update(context.Background(), l, HostResolver{}, []string{"file:happy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Files[0].Size != int64(len(payload)) || n.Files[0].SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("Update = %+v, %v", n.Files, err)
+	}
+	l.Files[0].SHA256 = strings.Repeat("b", 64)
+	_, err = Update(context.Background(), l, HostResolver{}, []string{"file:happy"})
+	if err == nil || !strings.Contains(err.Error(), "the lock pins "+strings.Repeat("b", 64)) {
+		t.Fatalf("a download with another sha256 was recorded: %v", err)
+	}
+}

@@ -544,6 +544,15 @@ func TestPendingPinIsAGap(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dest, ".git")); err != nil {
 		t.Errorf("no tree although every git source verified: %v", err)
 	}
+	// The mirror export carries everything but the gap, and names it.
+	mirror := t.TempDir()
+	err = sources.ExportMirror(context.Background(), &l, fx.opts(), mirror)
+	wantErr(t, err, "everything else was exported", "file:cabal-install: its pin is pending")
+	for _, f := range fx.u.Lock.Files {
+		if _, err := os.Stat(filepath.Join(mirror, "files", filepath.Base(f.URL))); err != nil {
+			t.Errorf("the export skipped %s because of another input's gap: %v", f.Name, err)
+		}
+	}
 }
 
 // TestMissingMirrorFileIsAGap: a file the mirror lacks is named with its
