@@ -611,6 +611,17 @@ func TestFetchFreshKeepsTheTreeOnRefusal(t *testing.T) {
 	if _, err := os.Stat(marker); err != nil {
 		t.Errorf("a failed fetch deleted the previous tree: %v", err)
 	}
+	// A successful fetch replaces the previous tree.
+	res, err := sources.FetchFresh(context.Background(), fx.u.Lock, dest, fx.opts())
+	if err != nil || res.Tree != dest {
+		t.Fatalf("FetchFresh = %+v, %v", res, err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the previous tree's files survived a successful fetch")
+	}
+	if head := gitOut(t, dest, "rev-parse", "HEAD"); head != fx.u.Lock.Root().Commit {
+		t.Errorf("new tree at %s, want %s", head, fx.u.Lock.Root().Commit)
+	}
 	for _, e := range mustReadDir(t, fx.work) {
 		if e.Name() != "src" {
 			t.Errorf("left %s beside the tree", e.Name())
