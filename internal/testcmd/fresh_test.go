@@ -134,6 +134,19 @@ func TestFreshDebian12SetsItselfUp(t *testing.T) {
 	if out := inRoot("test set-up again", "testSetup"); installs.MatchString(out) || strings.Contains(out, "go install") {
 		t.Fatalf("test set-up again: something still missing after the set-up")
 	}
+	// apt's own figures of the two installs (download and disk).
+	for _, log := range []string{"src/halvm-release/dist/logs/setup-apt.log", "root/.cache/halvm-release-test/logs/setup-apt.log"} {
+		b, err := os.ReadFile(filepath.Join(root, log))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "Need to get") || strings.HasPrefix(l, "After this operation") || strings.Contains(l, "newly installed") {
+				t.Logf("%s: %s", log, l)
+			}
+		}
+	}
 }
 
 // hostGoEnv is the host's go env of what the root shares.
