@@ -264,6 +264,14 @@ func TestEnsureStartsDocker(t *testing.T) {
 	if err != nil || !started {
 		t.Fatalf("docker not installed and started: %v (started %v)", err, started)
 	}
+	// the client was all that was missing: the daemon answers once it is
+	// installed, and no second daemon is started
+	h3, apt3, _ := installingHost(t, nil)
+	h3.DockerUp = func(context.Context) error { return nil }
+	if err := Ensure(context.Background(), s, EnsureOptions{Install: true, host: h3, apt: apt3,
+		startDocker: func(context.Context, io.Writer) error { t.Error("a daemon started although one answers"); return nil }}); err != nil {
+		t.Fatal(err)
+	}
 	// not root: says how to start it
 	var s2 Set
 	s2.NeedDocker("verify")

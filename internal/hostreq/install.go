@@ -83,7 +83,10 @@ func Ensure(ctx context.Context, s Set, o EnsureOptions) error {
 		}
 		fmt.Fprintf(progress, "set-up: %d package(s) installed in %s\n", len(pkgs), time.Since(start).Round(time.Second))
 	}
-	if rep.DockerDown != nil && h.LookPath("docker") {
+	// A daemon that was only unreachable for want of the client may
+	// answer now (DOCKER_HOST, a socket from outside a chroot): start one
+	// only when it still does not.
+	if rep.DockerDown != nil && h.LookPath("docker") && (h.DockerUp == nil || h.DockerUp(ctx) != nil) {
 		start := o.startDocker
 		if start == nil {
 			start = startDocker
