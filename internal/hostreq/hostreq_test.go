@@ -280,3 +280,22 @@ func TestEnsureStartsDocker(t *testing.T) {
 		t.Fatalf("not root, daemon down: %v", err)
 	}
 }
+
+func TestEnsureAptUnreachableNamesPackagesAndQuotesApt(t *testing.T) {
+	var s Set
+	s.AddCommand("gpgv", "verify")
+	h := fakeHost(0, true)
+	apt := func(_ context.Context, args []string, log io.Writer) error {
+		io.WriteString(log, "Err:1 http://deb.debian.org/debian bookworm InRelease\n  Temporary failure resolving 'deb.debian.org'\nE: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease  Temporary failure resolving 'deb.debian.org'\n")
+		return errors.New("exit status 100")
+	}
+	err := Ensure(context.Background(), s, EnsureOptions{Install: true, host: h, apt: apt})
+	if err == nil {
+		t.Fatal("an unreachable mirror accepted")
+	}
+	for _, w := range []string{"installing gpgv: apt-get update failed", "is the Debian mirror reachable", "E: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
+	}
+}
