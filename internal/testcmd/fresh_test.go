@@ -83,6 +83,20 @@ func TestFreshDebian12SetsItselfUp(t *testing.T) {
 		writeFile(t, filepath.Join(root, "etc/resolv.conf"), string(b), 0o644)
 	}
 	copyProject(ctx, t, filepath.Join(root, "src/halvm-release"))
+	// A network whose HTTPS egress is re-signed by a local CA (this
+	// project's development machines) is trusted through SSL_CERT_FILE or
+	// SSL_CERT_DIR; a machine on it is provisioned with them, so the root
+	// gets them too (read-only, same paths). Unset elsewhere: nothing to do.
+	var certEnv []string
+	for _, kv := range run.Inherit("SSL_CERT_FILE", "SSL_CERT_DIR") {
+		k, v, _ := strings.Cut(kv, "=")
+		for _, p := range filepath.SplitList(v) {
+			if _, err := os.Stat(p); err == nil && filepath.IsAbs(p) {
+				bind(t, p, root, true)
+			}
+		}
+		certEnv = append(certEnv, k+"="+v)
+	}
 
 	env := []string{
 		"PATH=" + filepath.Join(goenv["GOROOT"], "bin") + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -90,6 +104,7 @@ func TestFreshDebian12SetsItselfUp(t *testing.T) {
 		"GOPROXY=" + goenv["GOPROXY"], "GOSUMDB=" + goenv["GOSUMDB"], "GOTOOLCHAIN=local",
 		"HALVM_CACHE=/root/.cache/halvm-release", "HALVM_TEST_CACHE=/root/.cache/halvm-release-test",
 	}
+	env = append(env, certEnv...)
 	inRoot := func(step, target string) string {
 		t.Helper()
 		start := time.Now()
