@@ -84,18 +84,20 @@ func TestFreshDebian12SetsItselfUp(t *testing.T) {
 	}
 	copyProject(ctx, t, filepath.Join(root, "src/halvm-release"))
 	// A network whose HTTPS egress is re-signed by a local CA (this
-	// project's development machines) is trusted through SSL_CERT_FILE or
-	// SSL_CERT_DIR; a machine on it is provisioned with them, so the root
-	// gets them too (read-only, same paths). Unset elsewhere: nothing to do.
-	var certEnv []string
-	for _, kv := range run.Inherit("SSL_CERT_FILE", "SSL_CERT_DIR") {
-		k, v, _ := strings.Cut(kv, "=")
-		for _, p := range filepath.SplitList(v) {
-			if _, err := os.Stat(p); err == nil && filepath.IsAbs(p) {
-				bind(t, p, root, true)
+	// project's development machines) provisions its machines with that
+	// CA the Debian way, in /usr/local/share/ca-certificates, which
+	// ca-certificates (installed by the set-up) adds to the system bundle:
+	// the root gets the host's. None there elsewhere: nothing to do.
+	if crts, _ := filepath.Glob("/usr/local/share/ca-certificates/*.crt"); len(crts) > 0 {
+		for _, c := range crts {
+			fi, err := os.Stat(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := copyFile(c, filepath.Join(root, c), fi.Mode().Perm()); err != nil {
+				t.Fatal(err)
 			}
 		}
-		certEnv = append(certEnv, k+"="+v)
 	}
 
 	env := []string{
@@ -104,7 +106,6 @@ func TestFreshDebian12SetsItselfUp(t *testing.T) {
 		"GOPROXY=" + goenv["GOPROXY"], "GOSUMDB=" + goenv["GOSUMDB"], "GOTOOLCHAIN=local",
 		"HALVM_CACHE=/root/.cache/halvm-release", "HALVM_TEST_CACHE=/root/.cache/halvm-release-test",
 	}
-	env = append(env, certEnv...)
 	inRoot := func(step, target string) string {
 		t.Helper()
 		start := time.Now()
