@@ -77,7 +77,7 @@ var Table = []Package{
 	{Name: "lintian", Commands: []string{"lintian"}, NeededBy: []string{Tests}, Why: "the package tests run Debian's lintian on the built .debs"},
 	{Name: "make", Commands: []string{"make"}, NeededBy: []string{"toolchain", Tests}, Why: "drives the toolchain build"},
 	{Name: "mmdebstrap", Commands: []string{"mmdebstrap"}, NeededBy: []string{"image", "verify", Tests}, Why: "bootstraps the image's Debian layers and the clean Debian 12 roots of the install and boot checks"},
-	{Name: "nginx", Commands: []string{"nginx"}, NeededBy: []string{Tests}, Why: "tests serve the repositories through nginx as www-data, as a user's web server would"},
+	{Name: "nginx", Commands: []string{"nginx"}, NeededBy: []string{"verify", Tests}, Why: "the repositories are served through nginx as www-data, as a user's web server would (install checks, tests)"},
 	{Name: "patch", Commands: []string{"patch"}, NeededBy: []string{"toolchain", Tests}, Why: "the recipe applies the lock's patches"},
 	{Name: "perl", Commands: []string{"perl"}, NeededBy: []string{"toolchain", Tests}, Why: "GHC's build scripts (boot, ghc-split)"},
 	{Name: "qemu-system-x86", Commands: []string{"qemu-system-x86_64"}, NeededBy: []string{"verify", Tests}, Why: "the boot checks boot the hello unikernel on Xen under QEMU"},

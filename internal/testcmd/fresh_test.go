@@ -140,9 +140,9 @@ func TestFreshDebian12SetsItselfUp(t *testing.T) {
 	// The README's test command, its set-up only.
 	out = inRoot("test set-up", "testSetup")
 	if m := installs.FindAllStringSubmatch(out, -1); len(m) != 1 {
-		t.Fatalf("test set-up: want exactly one install of what the demo did not need (lintian, nginx, ...), got %d", len(m))
+		t.Fatalf("test set-up: want exactly one install of what the demo did not need (lintian, docker-registry, ...), got %d", len(m))
 	}
-	for _, w := range []string{"lintian", "nginx", "docker-registry", "test set-up: every host prerequisite present"} {
+	for _, w := range []string{"lintian", "docker-registry", "sqv", "test set-up: every host prerequisite present"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("test set-up: output lacks %q", w)
 		}
