@@ -17,9 +17,10 @@ import (
 //
 // First it checks everything the whole run needs from the host and, as
 // root on Debian, installs what is missing in one apt-get install
-// (HALVM_INSTALL=no only prints the command). Then it generates the sample upstream (not the HaLVM: a stand-in with its shape
-// whose build compiles real C), runs every stage of `release` unchanged on
-// it, and serves the repositories on HALVM_REPO_ADDR while it runs.
+// (HALVM_INSTALL=no only prints the command). Then it generates the sample
+// upstream (not the HaLVM: a stand-in with its shape whose build compiles
+// real C), runs every stage of `release` unchanged on it, and serves the
+// repositories on HALVM_REPO_ADDR while it runs.
 func Demo(ctx context.Context) error {
 	o, err := demoOptions()
 	if err != nil {
