@@ -299,3 +299,22 @@ func TestEnsureAptUnreachableNamesPackagesAndQuotesApt(t *testing.T) {
 		}
 	}
 }
+
+// TestRealAptNamesUnknownPackages: apt's own words for a package it cannot
+// find are what the set-up reads (a simulated install, which changes nothing).
+func TestRealAptNamesUnknownPackages(t *testing.T) {
+	if !System().Debian { // testenv.Unavailable's rule (testenv imports this package)
+		if os.Getenv("CI") == "true" {
+			t.Fatal("required in CI but unavailable: not a Debian-family system")
+		}
+		t.Skip("skipped: not a Debian-family system (remedy: run on Debian; under CI=true this fails)")
+	}
+	var out strings.Builder
+	err := runApt(context.Background(), []string{"install", "-s", "-y", "-q", "gpgv", "halvm-no-such-package-3f9a"}, &out)
+	if err == nil {
+		t.Fatalf("apt accepted an unknown package:\n%s", out.String())
+	}
+	if bad := unknownPackages(out.String()); len(bad) != 1 || bad[0] != "halvm-no-such-package-3f9a" {
+		t.Fatalf("unknown packages read from apt: %q\n%s", bad, out.String())
+	}
+}
