@@ -99,8 +99,8 @@ type Host struct {
 	DockerUp func(ctx context.Context) error
 }
 
-// SystemPath is searched for programs in addition to PATH: the
-// administrator's directories a non-root user's PATH often lacks.
+// SystemPath is where programs are looked up when PATH is unset, and the
+// PATH apt-get runs with.
 const SystemPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // System is this machine.
@@ -116,8 +116,14 @@ func System() Host {
 	return h
 }
 
+// lookPath finds a program as the command runner will: in PATH (the
+// environment every stage hands its programs).
 func lookPath(name string) string {
-	for _, dir := range filepath.SplitList(os.Getenv("PATH") + ":" + SystemPath) {
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = SystemPath
+	}
+	for _, dir := range filepath.SplitList(path) {
 		if dir == "" {
 			continue
 		}

@@ -81,7 +81,7 @@ func Ensure(ctx context.Context, s Set, o EnsureOptions) error {
 		if err := install(ctx, apt, pkgs, log); err != nil {
 			return err
 		}
-		fmt.Fprintf(progress, "set-up: %d package(s) installed in %s\n", len(pkgs), time.Since(start).Round(time.Second))
+		fmt.Fprintf(progress, "set-up: apt-get install of %d package(s) done in %s; checking again\n", len(pkgs), time.Since(start).Round(time.Second))
 	}
 	// A daemon that was only unreachable for want of the client may
 	// answer now (DOCKER_HOST, a socket from outside a chroot): start one
