@@ -15,19 +15,36 @@ import (
 
 // Demo runs the release pipeline offline on the bundled sample upstream with development keys.
 //
-// Generates the sample upstream (not the HaLVM: a stand-in with its shape
-// whose build compiles real C), runs every stage of `release` unchanged on
-// it, and serves the repositories on HALVM_REPO_ADDR while it runs.
+// First it checks everything the whole run needs from the host and, as
+// root on Debian, installs what is missing in one apt-get install
+// (HALVM_INSTALL=no only prints the command). Then it generates the sample
+// upstream (not the HaLVM: a stand-in with its shape whose build compiles
+// real C), runs every stage of `release` unchanged on it, and serves the
+// repositories on HALVM_REPO_ADDR while it runs.
 func Demo(ctx context.Context) error {
-	cfg, lock, err := config.Load(os.Getenv)
+	o, err := demoOptions()
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
-	_, err = release.Demo(ctx, release.DemoOptions{OutDir: cfg.OutDir, CacheDir: cfg.CacheDir, WorkDir: cfg.WorkDir,
-		RealLock: lock, Skip: release.DemoSkips, Addr: config.Get(os.Getenv, "HALVM_REPO_ADDR"), Log: os.Stderr})
+	_, err = release.Demo(ctx, o)
 	return err
+}
+
+// demoOptions are the demo's options from the environment. As root on
+// Debian it installs missing host prerequisites unless HALVM_INSTALL=no.
+func demoOptions() (release.DemoOptions, error) {
+	cfg, lock, err := config.Load(os.Getenv)
+	if err != nil {
+		return release.DemoOptions{}, err
+	}
+	install, err := config.Install(os.Getenv)
+	if err != nil {
+		return release.DemoOptions{}, err
+	}
+	return release.DemoOptions{OutDir: cfg.OutDir, CacheDir: cfg.CacheDir, WorkDir: cfg.WorkDir,
+		RealLock: lock, Skip: release.DemoSkips, Addr: config.Get(os.Getenv, "HALVM_REPO_ADDR"), Log: os.Stderr, Install: install}, nil
 }
 
 // Release runs every stage from the lock to a verified, published release.

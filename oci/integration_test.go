@@ -137,7 +137,7 @@ func TestImageEndToEnd(t *testing.T) {
 	testenv.Short(t, "the image end-to-end build (about 3 minutes)")
 	testenv.NeedRoot(t)
 	testenv.NeedCommand(t, "mmdebstrap", "mmdebstrap")
-	testenv.NeedCommand(t, "dpkg-dev", "dpkg-deb")
+	testenv.NeedCommand(t, "dpkg", "dpkg-deb")
 	testenv.NeedCommand(t, "docker.io", "docker")
 	if _, err := run.Output(context.Background(), run.Cmd{Args: []string{"docker", "info"}, Env: run.BaseEnv()}); err != nil {
 		testenv.Unavailable(t, "the Docker daemon is not running: "+err.Error(), "start dockerd (service docker start)")

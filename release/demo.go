@@ -34,6 +34,9 @@ type DemoOptions struct {
 	Skip map[string]string
 	Addr string // where the repositories are served during the demo
 	Log  io.Writer
+	// Install lets the demo install missing host prerequisites (as root on
+	// a Debian-family system; HALVM_INSTALL=no turns it off).
+	Install bool
 
 	breakStage    string           // tests: a stage that fails deliberately
 	sampleOverlay map[string]fs.FS // tests: files replacing the sample upstream's (sampleup.Options.Extra)
@@ -53,6 +56,9 @@ func DemoVerifyEnv(o DemoOptions, keys devkeys.Files) []string {
 // repositories on Addr while it runs.
 func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 	fmt.Fprintln(o.Log, "demo:", SampleNotice)
+	if err := DemoSetup(ctx, o); err != nil {
+		return nil, err
+	}
 	upDir := filepath.Join(o.WorkDir, "sample-upstream")
 	if err := os.RemoveAll(upDir); err != nil {
 		return nil, err

@@ -10,8 +10,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/halvm/halvm-release/internal/hostreq"
 	"github.com/halvm/halvm-release/internal/pipeline"
-	"github.com/halvm/halvm-release/internal/preflight"
 	"github.com/halvm/halvm-release/oci"
 	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/oci/rootfs"
@@ -79,10 +79,9 @@ func (r *runner) imageConfig(p pipeline.Plan, l *pipeline.Ledger) (oci.Config, e
 }
 
 func (r *runner) image(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
-	if err := preflight.Check(preflight.Requirements{Tools: []preflight.Tool{
-		{Command: "mmdebstrap", Package: "mmdebstrap", Why: "image root filesystems"},
-		{Command: "dpkg-deb", Package: "dpkg", Why: "image root filesystems"},
-	}}); err != nil {
+	var needs hostreq.Set
+	needs.AddUsers("image")
+	if err := hostreq.Ensure(ctx, needs, hostreq.EnsureOptions{}); err != nil {
 		return err
 	}
 	c, err := r.imageConfig(p, l)

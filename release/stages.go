@@ -13,9 +13,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/halvm/halvm-release/internal/hostreq"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
-	"github.com/halvm/halvm-release/internal/preflight"
 	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/packaging"
 	"github.com/halvm/halvm-release/pins"
@@ -55,17 +55,13 @@ func (r *runner) preflight(ctx context.Context, p pipeline.Plan, l *pipeline.Led
 	if r.o.Official && len(p.Skipped()) > 0 {
 		errs = append(errs, fmt.Errorf("an official release cannot skip stages (skipped: %s): unset HALVM_SKIP, or run a trial", strings.Join(p.Skipped(), ", ")))
 	}
-	req := preflight.Requirements{Tools: []preflight.Tool{{Command: "git", Package: "git", Why: "sources"}}}
-	if _, skip := p.SkipReason("toolchain"); !skip {
-		if err := toolchain.Preflight(ctx); err != nil {
-			errs = append(errs, err)
-		}
+	// Every host prerequisite of the whole run, verify's checks included,
+	// at once with one command: a release never installs anything.
+	skipped := map[string]string{}
+	for _, s := range p.Skipped() {
+		skipped[s], _ = p.SkipReason(s)
 	}
-	if _, skip := p.SkipReason("image"); !skip {
-		req.Tools = append(req.Tools, preflight.Tool{Command: "mmdebstrap", Package: "mmdebstrap", Why: "image root filesystems"},
-			preflight.Tool{Command: "dpkg-deb", Package: "dpkg", Why: "image root filesystems"})
-	}
-	if err := preflight.Check(req); err != nil {
+	if err := hostreq.Ensure(ctx, HostNeeds(p.Flavours(), skipped), hostreq.EnsureOptions{}); err != nil {
 		errs = append(errs, err)
 	}
 	// The cosign key is needed only at the sign stage: a wrong password

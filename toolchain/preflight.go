@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/halvm/halvm-release/internal/hostreq"
 )
 
 // Prerequisite is something the build needs from the host and the Debian
@@ -17,45 +19,23 @@ type Prerequisite struct {
 	Package string
 }
 
-// Prerequisites are the host programs and files the recipe needs: what
+// Prerequisites are the host programs and files the recipe needs (what
 // HaLVM's configure insists on, what the recipe itself runs, and the
-// runtime libraries of the GHC 8.0.2 deb8 bindist.
-var Prerequisites = []Prerequisite{
-	{What: "autoconf", Package: "autoconf"},
-	{What: "autoreconf", Package: "autoconf"},
-	{What: "automake", Package: "automake"},
-	{What: "libtoolize", Package: "libtool"},
-	{What: "libtool", Package: "libtool-bin"},
-	{What: "gcc", Package: "gcc"},
-	{What: "cpp", Package: "cpp"},
-	{What: "make", Package: "make"},
-	{What: "perl", Package: "perl"},
-	{What: "patch", Package: "patch"},
-	{What: "git", Package: "git"},
-	{What: "ar", Package: "binutils"},
-	{What: "ld", Package: "binutils"},
-	{What: "nm", Package: "binutils"},
-	{What: "objdump", Package: "binutils"},
-	{What: "ranlib", Package: "binutils"},
-	{What: "readelf", Package: "binutils"},
-	{What: "tar", Package: "tar"},
-	{What: "xz", Package: "xz-utils"},
-	{What: "bzip2", Package: "bzip2"},
-	{What: "sed", Package: "sed"},
-	{What: "find", Package: "findutils"},
-	{What: "install", Package: "coreutils"},
-	{What: "dpkg-deb", Package: "dpkg"},
-	{What: "apt-get", Package: "apt"},
-	{What: "/usr/include/xen/xen.h", File: true, Package: "libxen-dev"},
-	{What: "/usr/include/xenstore.h", File: true, Package: "libxen-dev"},
-	{What: "/usr/include/xenctrl.h", File: true, Package: "libxen-dev"},
-	{What: "/usr/lib/x86_64-linux-gnu/libxenstore.so", File: true, Package: "libxen-dev"},
-	{What: "/usr/include/ncurses.h", File: true, Package: "libncurses-dev"},
-	{What: "/usr/include/zlib.h", File: true, Package: "zlib1g-dev"},
-	{What: "/usr/include/x86_64-linux-gnu/gmp.h", File: true, Package: "libgmp-dev"},
-	{What: "/usr/lib/x86_64-linux-gnu/libffi.so", File: true, Package: "libffi-dev"},
-	{What: "/usr/lib/x86_64-linux-gnu/libtinfo.so.5", File: true, Package: "libtinfo5"},
-	{What: "/usr/lib/x86_64-linux-gnu/libgmp.so.10", File: true, Package: "libgmp10"},
+// runtime libraries of the GHC 8.0.2 deb8 bindist): the entries of the one
+// table of host prerequisites (internal/hostreq) needed by "toolchain".
+var Prerequisites = prerequisites()
+
+func prerequisites() []Prerequisite {
+	var out []Prerequisite
+	for _, p := range hostreq.NeededBy("toolchain") {
+		for _, c := range p.Commands {
+			out = append(out, Prerequisite{What: c, Package: p.Name})
+		}
+		for _, f := range p.Files {
+			out = append(out, Prerequisite{What: f, File: true, Package: p.Name})
+		}
+	}
+	return out
 }
 
 // Missing returns the prerequisites that are not on this host.

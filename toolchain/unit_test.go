@@ -258,10 +258,10 @@ func TestConfigureFailingLateIsCaught(t *testing.T) {
 	}
 }
 
-// TestCIInstallsPrerequisites: .ci/run installs the Debian packages of
-// .ci/packages.txt on a fresh machine; every host prerequisite of the
-// recipe must be among them, or CI passes only where someone installed it
-// by hand.
+// TestCIInstallsPrerequisites: the test command installs the table of host
+// prerequisites (internal/hostreq), of which .ci/packages.txt is the
+// generated list; every host prerequisite of the recipe must be among
+// them, or CI passes only where someone installed it by hand.
 func TestCIInstallsPrerequisites(t *testing.T) {
 	b, err := os.ReadFile("../.ci/packages.txt")
 	if err != nil {

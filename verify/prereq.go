@@ -21,6 +21,11 @@ type Prereq struct {
 	Remedy string
 	// Check returns nil when the prerequisite is there, else why not.
 	Check func(ctx context.Context) error
+	// Host prerequisites, for the release's preflight to see before any
+	// stage runs (internal/hostreq): programs, root, a Docker daemon.
+	Commands []string
+	Root     bool
+	Docker   bool
 }
 
 // prereqTimeout bounds one prerequisite evaluation (a docker daemon that
@@ -31,8 +36,9 @@ const prereqTimeout = 30 * time.Second
 // provides them.
 func NeedCommand(debPkg string, names ...string) Prereq {
 	return Prereq{
-		What:   strings.Join(names, ", "),
-		Remedy: "apt-get install " + debPkg,
+		What:     strings.Join(names, ", "),
+		Commands: names,
+		Remedy:   "apt-get install " + debPkg,
 		Check: func(context.Context) error {
 			var missing []string
 			for _, n := range names {
@@ -52,6 +58,7 @@ func NeedCommand(debPkg string, names ...string) Prereq {
 func NeedRoot() Prereq {
 	return Prereq{
 		What:   "root",
+		Root:   true,
 		Remedy: "run the verification as root (sudo go run mage.go verify)",
 		Check: func(context.Context) error {
 			if uid := os.Geteuid(); uid != 0 {
@@ -83,6 +90,7 @@ func NeedFile(path, debPkg string) Prereq {
 func NeedDocker() Prereq {
 	return Prereq{
 		What:   "docker",
+		Docker: true,
 		Remedy: "apt-get install docker.io and start the daemon (systemctl start docker), or set DOCKER_HOST",
 		Check: func(ctx context.Context) error {
 			if _, err := lookPath("docker"); err != nil {

@@ -46,6 +46,8 @@ var Vars = []Var{
 	{"HALVM_PGP_PUBLIC_KEY_FILE", "", "the archive public key (repo:rollback and verify need only this)"},
 	{"HALVM_COSIGN_PUBLIC_KEY_FILE", "", "the cosign public key verify checks images, attestations and SHA256SUMS.sig against"},
 	{"HALVM_VERIFY_CACHE", "$HALVM_CACHE/verify", "verify's cache: the clean Debian rootfs template and the Xen-in-QEMU machine"},
+	{"HALVM_INSTALL", "yes", "yes: demo and test install missing Debian packages when run as root on Debian; no: they only print the one command (release never installs)"},
+	{"HALVM_TEST_CACHE", "$HOME/.cache/halvm-release-test", "the tests' download cache (rootfs templates, the stock cosign CLI in gobin/)"},
 	{"HALVM_COSIGN_KEY_FILE", "", "encrypted cosign private key (signs images, attestations, SHA256SUMS.sig)"},
 	{"HALVM_COSIGN_KEY", "", "or the key's PEM text itself (never logged)"},
 	{"HALVM_COSIGN_PASSWORD_FILE", "", "file holding the cosign key's password"},
@@ -199,6 +201,31 @@ func CosignKey(env Getenv) cosign.KeySource {
 		ks.KeyEnv = "HALVM_COSIGN_KEY"
 	}
 	return ks
+}
+
+// Install is HALVM_INSTALL: whether the demo and the test command may
+// install missing host prerequisites ("yes", the default, or "no").
+func Install(env Getenv) (bool, error) {
+	switch v := env("HALVM_INSTALL"); v {
+	case "", "yes":
+		return true, nil
+	case "no":
+		return false, nil
+	default:
+		return false, fmt.Errorf("HALVM_INSTALL=%q: want yes or no", v)
+	}
+}
+
+// TestCache is HALVM_TEST_CACHE, else $HOME/.cache/halvm-release-test.
+func TestCache(env Getenv) (string, error) {
+	if d := env("HALVM_TEST_CACHE"); d != "" {
+		return filepath.Abs(d)
+	}
+	home := env("HOME")
+	if home == "" {
+		return "", errors.New("HALVM_TEST_CACHE and HOME are unset: set HALVM_TEST_CACHE")
+	}
+	return filepath.Join(home, ".cache", "halvm-release-test"), nil
 }
 
 // Get returns a variable's value or its default.

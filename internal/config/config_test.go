@@ -61,3 +61,17 @@ func TestMirrorFromEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestInstallIsParsedStrictly(t *testing.T) {
+	for v, want := range map[string]bool{"": true, "yes": true, "no": false} {
+		got, err := Install(func(string) string { return v })
+		if err != nil || got != want {
+			t.Errorf("HALVM_INSTALL=%q: %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"0", "false", "NO", "yes "} {
+		if _, err := Install(func(string) string { return v }); err == nil || !strings.Contains(err.Error(), "want yes or no") {
+			t.Errorf("HALVM_INSTALL=%q accepted (%v)", v, err)
+		}
+	}
+}

@@ -7,7 +7,10 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
+
+	"github.com/halvm/halvm-release/internal/hostreq"
 )
 
 // CI reports whether the tests run under CI (CI=true), where nothing may skip.
@@ -24,12 +27,18 @@ func Unavailable(t testing.TB, reason, remedy string) {
 }
 
 // NeedCommand requires programs on PATH; debPkg is the Debian package that
-// provides them.
+// provides them, which must be the one the table of host prerequisites
+// (internal/hostreq) names: the remedy is the table's.
 func NeedCommand(t testing.TB, debPkg string, names ...string) {
 	t.Helper()
 	for _, n := range names {
+		p, ok := hostreq.ProviderOf(n)
+		if !ok || p.Name != debPkg {
+			t.Fatalf("testenv.NeedCommand(%q, %q): the table of host prerequisites (internal/hostreq) does not say %s provides %s: fix the call or the table", debPkg, n, debPkg, n)
+		}
 		if _, err := exec.LookPath(n); err != nil {
-			Unavailable(t, n+" is not installed", "apt-get install "+debPkg)
+			Unavailable(t, n+" is not installed (needed by "+strings.Join(p.NeededBy, ", ")+": "+p.Why+")",
+				"apt-get install -y "+p.Name+", or let `go run mage.go test` install every prerequisite")
 		}
 	}
 }

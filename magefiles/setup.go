@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+
+	"github.com/magefile/mage/mg"
+
+	"github.com/halvm/halvm-release/internal/config"
+	"github.com/halvm/halvm-release/internal/hostreq"
+	"github.com/halvm/halvm-release/internal/testcmd"
+	"github.com/halvm/halvm-release/release"
+)
+
+// CI groups the targets that keep CI's files in step with the code.
+type CI mg.Namespace
+
+// Packages writes .ci/packages.txt from the table of host prerequisites (internal/hostreq).
+func (CI) Packages() error {
+	if err := os.WriteFile(".ci/packages.txt", hostreq.CIPackages(), 0o644); err != nil {
+		return err
+	}
+	fmt.Println("wrote .ci/packages.txt")
+	return nil
+}
+
+// Preflight sets the host up for the demo and stops: it checks everything the whole demo needs (every stage, every verify check) and, as root on Debian, installs what is missing in one apt-get install.
+//
+// HALVM_INSTALL=no only prints the one command that installs everything.
+// `go run mage.go demo` does the same first.
+func Preflight(ctx context.Context) error {
+	o, err := demoOptions()
+	if err != nil {
+		return err
+	}
+	return release.DemoSetup(ctx, o)
+}
+
+// Test is the README's test command: it installs every host prerequisite of the tests and the pinned cosign CLI, then runs go test -count=1 -timeout 80m ./... with CI=true (a missing prerequisite fails, never skips).
+//
+// As root on Debian it runs apt-get update and one apt-get install of what
+// is missing (HALVM_INSTALL=no only prints the command). The cosign CLI
+// goes to $HALVM_TEST_CACHE/gobin.
+func Test(ctx context.Context) error {
+	o, err := testOptions()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	return testcmd.Run(ctx, o)
+}
+
+// TestSetup does the test command's set-up only (packages, Docker daemon, cosign CLI), running no test.
+func TestSetup(ctx context.Context) error {
+	o, err := testOptions()
+	if err != nil {
+		return err
+	}
+	return testcmd.Setup(ctx, o)
+}
+
+func testOptions() (testcmd.Options, error) {
+	install, err := config.Install(os.Getenv)
+	if err != nil {
+		return testcmd.Options{}, err
+	}
+	cache, err := config.TestCache(os.Getenv)
+	if err != nil {
+		return testcmd.Options{}, err
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return testcmd.Options{}, err
+	}
+	return testcmd.Options{Dir: dir, Cache: cache, Install: install, Env: os.Environ(), Progress: os.Stderr, Stdout: os.Stdout}, nil
+}
