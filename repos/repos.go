@@ -92,7 +92,9 @@ func (c Config) DnfOptions() rpm.Options {
 type Apt struct{ Config }
 
 func (a Apt) Write(_ context.Context, dst, live string, debs []string) error {
-	_, err := debian.Write(dst, debian.Input{Repo: a.AptRepo(), Key: a.Key, Debs: debs, Previous: live, RequireReleaseKey: a.RequireReleaseKey})
+	repo := a.AptRepo()
+	repo.Date = nextDate(a.Epoch, dst, AptDate)
+	_, err := debian.Write(dst, debian.Input{Repo: repo, Key: a.Key, Debs: debs, Previous: live, RequireReleaseKey: a.RequireReleaseKey})
 	return err
 }
 
@@ -115,7 +117,9 @@ func (d Dnf) Write(_ context.Context, dst, live string, rpms []string) error {
 	if d.RequireReleaseKey && d.Key.IsDevelopment() {
 		return fmt.Errorf("key %s is a development key: use the release key", d.Key.Fingerprint())
 	}
-	return rpm.Write(dst, rpms, d.Key, d.DnfOptions())
+	o := d.DnfOptions()
+	o.Epoch = nextDate(d.Epoch, dst, DnfDate)
+	return rpm.Write(dst, rpms, d.Key, o)
 }
 
 func (d Dnf) Verify(dir string) error { return rpm.Verify(dir, d.pub()) }
