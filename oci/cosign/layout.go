@@ -45,12 +45,12 @@ func Save(ctx context.Context, ref name.Digest, dir string, ro ...remote.Option)
 // read the blob again, so a blob swapped under its file name would
 // otherwise go unseen.
 func Load(ctx context.Context, dir string, repo name.Repository, ro ...remote.Option) (name.Digest, error) {
-	if _, err := VerifyLayoutBlobs(dir); err != nil {
-		return name.Digest{}, err
-	}
 	sii, err := ocilayout.SignedImageIndex(dir)
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("loading %s: not a signed image layout (cosign save writes one): %w", dir, err)
+	}
+	if _, err := VerifyLayoutBlobs(dir); err != nil {
+		return name.Digest{}, err
 	}
 	si, err := sii.SignedImage(v1.Hash{})
 	if err != nil {
