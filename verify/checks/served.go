@@ -200,6 +200,17 @@ func servedFiles(ctx context.Context, env *verify.Env, c Config) (verify.Evidenc
 	if versions == 0 {
 		errs = append(errs, fmt.Errorf("%s holds no release directory", cur))
 	}
+	if c.Lock == nil {
+		errs = append(errs, errors.New("no lock given: the served SBOMs are checked against the lock (HALVM_LOCK)"))
+	} else {
+		found := false
+		for _, e := range ents {
+			found = found || e.IsDir() && isLockRelease(c, e.Name())
+		}
+		if !found {
+			errs = append(errs, fmt.Errorf("%s holds no release directory of the lock's version %s (<version>-<release>/): the release this lock makes is not served", cur, c.Lock.Release.Version))
+		}
+	}
 	if len(errs) > 0 {
 		return ev, fmt.Errorf("the files area %s does not verify:\n%w", cur, errors.Join(errs...))
 	}
@@ -306,7 +317,7 @@ func servedVersion(ctx context.Context, env *verify.Env, c Config, dir string, p
 	}
 	// SBOMs: against the lock (and the signed, served products), never
 	// the ledger.
-	if c.Lock != nil && filepath.Base(dir) == c.Lock.Release.Version+"-"+releaseOf(filepath.Base(dir)) {
+	if isLockRelease(c, filepath.Base(dir)) {
 		for _, fl := range c.Flavours {
 			k, err := servedSBOM(ctx, env, c, dir, fl, products)
 			n += k
@@ -319,6 +330,12 @@ func servedVersion(ctx context.Context, env *verify.Env, c Config, dir string, p
 		return n, details, errors.Join(errs...)
 	}
 	return n, details, nil
+}
+
+// isLockRelease says whether a files directory (<version>-<release>) is
+// of the lock's version.
+func isLockRelease(c Config, dir string) bool {
+	return c.Lock != nil && dir == c.Lock.Release.Version+"-"+releaseOf(dir) && releaseOf(dir) != ""
 }
 
 // releaseOf is the package release of a <version>-<release> directory.
