@@ -39,11 +39,19 @@ func (Repo) Serve(ctx context.Context) error {
 // Rollback switches both repositories back to their previous publication.
 //
 // The publication returned to is verified with the archive public key
-// (HALVM_PGP_PUBLIC_KEY_FILE) first.
+// (HALVM_PGP_PUBLIC_KEY_FILE) first. With the archive key
+// (HALVM_PGP_KEY_FILE) its packages are published again as a new,
+// newer-dated publication, which apt clients do return to.
 func (Repo) Rollback() error {
-	c, err := config.RepoConfig(os.Getenv, false)
+	// With the archive key the previous packages are published again,
+	// newer-dated (apt keeps lists newer than a Release it is given);
+	// with only the public key `current` is switched back as it is.
+	c, err := config.RepoConfig(os.Getenv, true)
 	if err != nil {
-		return err
+		fmt.Fprintf(os.Stderr, "repo:rollback: no archive key (%v): switching current back without re-signing; apt clients that saw the newer publication keep it\n", err)
+		if c, err = config.RepoConfig(os.Getenv, false); err != nil {
+			return err
+		}
 	}
 	s, err := repos.Rollback(c)
 	if err != nil {

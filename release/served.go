@@ -2,6 +2,7 @@ package release
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,7 +21,7 @@ import (
 // ServeSavedImages makes a release's images pullable again when the
 // registry they were pushed to was a throwaway one on this machine's
 // loopback (a demo's) that no longer serves them: it starts a local
-// registry, loads each flavour's saved signed image (SignedDir, the
+// registry per image, loads each flavour's saved signed image (SignedDir, the
 // `cosign save` layout the sign stage wrote) into it under the same
 // repository path, checks the digest is the ledger's, and points the
 // ledger's image ref there, in memory. The signatures verify wherever the
@@ -31,12 +32,13 @@ func ServeSavedImages(ctx context.Context, env *verify.Env, scratch string, log 
 	if log == nil {
 		log = io.Discard
 	}
-	var reg *Registry
+	var regs []*Registry
 	stop = func() error {
-		if reg != nil {
-			return reg.Close()
+		var errs []error
+		for _, r := range regs {
+			errs = append(errs, r.Close())
 		}
-		return nil
+		return errors.Join(errs...)
 	}
 	fail := func(err error) (func() error, error) {
 		stop()
@@ -65,11 +67,15 @@ func ServeSavedImages(ctx context.Context, env *verify.Env, scratch string, log 
 		if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
 			return fail(fmt.Errorf("image %s: the saved signed image: %w", a.Name, err))
 		}
-		if reg == nil {
-			if reg, err = StartRegistry(filepath.Join(scratch, "registry")); err != nil {
-				return fail(err)
-			}
+		// A registry of its own per image: a registry that already holds
+		// a digest (a layer another image shares) skips its upload, and
+		// the blob would be served from the other image's copy.
+		r, err := StartRegistry(filepath.Join(scratch, "registry-"+a.Flavour))
+		if err != nil {
+			return fail(err)
 		}
+		regs = append(regs, r)
+		reg := r
 		repo, err := name.NewRepository(reg.Addr+"/"+d.RepositoryStr(), name.Insecure)
 		if err != nil {
 			return fail(err)

@@ -232,9 +232,21 @@ func (r *runner) repos(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger)
 	}
 	r.staged = s
 	c := r.reposConfig(p)
+	// The ledger records publications relative to the publish root: a
+	// verification resolves them against the root it is given, never
+	// against the directory the release ran in.
 	apt, dnf := c.StagedDirs(s)
-	l.Add(pipeline.Artifact{Kind: pipeline.KindAptRepo, Name: "apt", Path: apt, Commit: s.Apt})
-	l.Add(pipeline.Artifact{Kind: pipeline.KindDnfRepo, Name: "dnf", Path: dnf, Commit: s.Dnf})
+	for _, p := range []struct {
+		kind      pipeline.Kind
+		name, dir string
+		pub       string
+	}{{pipeline.KindAptRepo, "apt", apt, s.Apt}, {pipeline.KindDnfRepo, "dnf", dnf, s.Dnf}} {
+		rel, err := filepath.Rel(c.Root, p.dir)
+		if err != nil {
+			return fmt.Errorf("recording the %s publication: %w", p.name, err)
+		}
+		l.Add(pipeline.Artifact{Kind: p.kind, Name: p.name, Path: filepath.ToSlash(rel), Commit: p.pub})
+	}
 	return nil
 }
 

@@ -31,8 +31,49 @@ import (
 // records; a demo's throwaway registry is re-served from the signed
 // images the release saved (ServeSavedImages).
 func VerifyBuilt(ctx context.Context, getenv func(string) string, progress io.Writer) error {
-	out := config.Get(getenv, "HALVM_OUT")
-	env, err := verify.LoadEnv(out, "")
+	return VerifyBuiltWith(ctx, getenv, progress, VerifyOptions{})
+}
+
+// VerifyOptions tune VerifyBuiltWith.
+type VerifyOptions struct {
+	// Select chooses the checks to run (verify.Options.Select); nil runs
+	// all. A required check not selected fails the verification.
+	Select func(verify.Check) bool
+	// Log receives the summary; nil means progress.
+	Log io.Writer
+}
+
+// VerifyBuiltWith is VerifyBuilt with options. Every path resolves against
+// HALVM_OUT and the publish root (HALVM_REPO_ROOT when set, else
+// HALVM_OUT/repos): the repositories verified are what `current` points
+// at there, the tree users are served. The report is written as the
+// verification starts (status running) and at its end; a verification
+// that stops early leaves a failing report naming the cause.
+func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress io.Writer, vo VerifyOptions) (err error) {
+	out := absPath(config.Get(getenv, "HALVM_OUT"))
+	reportPath := filepath.Join(out, "verify.json")
+	var env *verify.Env
+	finished := false
+	defer func() {
+		if err != nil && !finished {
+			if _, serr := os.Stat(out); serr != nil {
+				return // no release there: nothing to write a report into
+			}
+			if werr := verify.WriteAborted(reportPath, env, err); werr != nil {
+				err = errors.Join(err, fmt.Errorf("writing the verification report %s: %w", reportPath, werr))
+			}
+		}
+	}()
+	if _, serr := os.Stat(out); serr == nil {
+		if werr := verify.WriteRunning(reportPath, nil, nil); werr != nil {
+			return fmt.Errorf("writing the verification report %s: %w", reportPath, werr)
+		}
+	}
+	repoRoot := getenv("HALVM_REPO_ROOT")
+	if repoRoot == "" {
+		repoRoot = filepath.Join(out, "repos")
+	}
+	env, err = verify.LoadEnvAt(out, absPath(repoRoot), "")
 	if err != nil {
 		return err
 	}
@@ -52,8 +93,10 @@ func VerifyBuilt(ctx context.Context, getenv func(string) string, progress io.Wr
 	cfgPlan, lock, lerr := config.Load(getenv)
 	if lerr != nil {
 		errs = append(errs, fmt.Errorf("the lock: %w", lerr))
+	} else if err := env.AddInput("lock", cfgPlan.LockPath); err != nil {
+		errs = append(errs, err)
 	}
-	c := checks.Config{Lock: lock, Skipped: map[string]string{}}
+	c := checks.Config{Lock: lock, Skipped: map[string]string{}, ServedRoot: env.RepoRoot}
 	for _, s := range env.Ledger.Stages() {
 		if s.Status == pipeline.Skipped {
 			c.Skipped[s.Name] = s.Reason
@@ -69,17 +112,37 @@ func VerifyBuilt(ctx context.Context, getenv func(string) string, progress io.Wr
 	demoKeys := filepath.Join(cfgPlan.CacheDir, "dev-keys")
 	if c.ArchiveKey, err = readPublicKey(getenv, "HALVM_PGP_PUBLIC_KEY_FILE", demoKeys); err != nil {
 		errs = append(errs, err)
+	} else if err := env.AddInput("archive-public-key", getenv("HALVM_PGP_PUBLIC_KEY_FILE")); err != nil {
+		errs = append(errs, err)
 	}
 	if c.CosignKey, err = readPublicKey(getenv, "HALVM_COSIGN_PUBLIC_KEY_FILE", demoKeys); err != nil {
 		if _, skipped := c.Skipped["sign"]; !skipped {
 			errs = append(errs, err)
 		}
+	} else if err := env.AddInput("cosign-public-key", getenv("HALVM_COSIGN_PUBLIC_KEY_FILE")); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
 	env.CacheDir = VerifyCacheDir(cfgPlan.CacheDir)
-	if apt, err := checks.AptPublication(env); err == nil {
+	// What users get: the publications `current` points at. When nothing
+	// is served the served-tree check says so; the other checks then read
+	// the ledger's publications.
+	for _, r := range []struct {
+		sub string
+		dir *string
+	}{{"apt", &c.AptDir}, {"dnf", &c.DnfDir}} {
+		if d, err := checks.ServedPublication(filepath.Join(env.RepoRoot, r.sub)); err == nil {
+			*r.dir = d
+			env.SetPath(r.sub+"-publication", d)
+		}
+	}
+	apt := c.AptDir
+	if apt == "" {
+		apt, _ = checks.AptPublication(env)
+	}
+	if apt != "" {
 		c.PreviousAptDir = checks.PreviousPublication(apt)
 	}
 	if lock != nil {
@@ -109,7 +172,12 @@ func VerifyBuilt(ctx context.Context, getenv func(string) string, progress io.Wr
 		return err
 	}
 	defer stop()
-	return verify.Verify(ctx, env, checks.Suite(c), verify.Options{Progress: progress})
+	log := vo.Log
+	if log == nil {
+		log = progress
+	}
+	finished = true
+	return verify.Verify(ctx, env, checks.Suite(c), verify.Options{Progress: progress, Log: log, Select: vo.Select, ReportPath: reportPath})
 }
 
 // readPublicKey reads the public key file named by the variable. There is

@@ -50,10 +50,20 @@ func (r *runner) verify(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger
 	if err := l.WriteFile(p.LedgerPath()); err != nil {
 		return fmt.Errorf("writing the ledger for the verification: %w", err)
 	}
-	env, err := verify.LoadEnv(p.OutDir(), VerifyCacheDir(p.CacheDir()))
+	env, err := verify.LoadEnvAt(p.OutDir(), r.o.RepoRoot, VerifyCacheDir(p.CacheDir()))
 	if err != nil {
+		if werr := verify.WriteAborted(filepath.Join(p.OutDir(), "verify.json"), nil, err); werr != nil {
+			err = errors.Join(err, werr)
+		}
 		return err
 	}
+	if p.LockPath() != "" {
+		if err := env.AddInput("lock", p.LockPath()); err != nil {
+			return err
+		}
+	}
+	env.SetPath("apt-publication", apt)
+	env.SetPath("dnf-publication", dnf)
 	log := r.o.Log
 	if log == nil {
 		log = io.Discard

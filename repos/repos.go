@@ -92,7 +92,9 @@ func (c Config) DnfOptions() rpm.Options {
 type Apt struct{ Config }
 
 func (a Apt) Write(_ context.Context, dst, live string, debs []string) error {
-	_, err := debian.Write(dst, debian.Input{Repo: a.AptRepo(), Key: a.Key, Debs: debs, Previous: live, RequireReleaseKey: a.RequireReleaseKey})
+	repo := a.AptRepo()
+	repo.Date = nextDate(a.Epoch, dst, AptDate)
+	_, err := debian.Write(dst, debian.Input{Repo: repo, Key: a.Key, Debs: debs, Previous: live, RequireReleaseKey: a.RequireReleaseKey})
 	return err
 }
 
@@ -115,7 +117,9 @@ func (d Dnf) Write(_ context.Context, dst, live string, rpms []string) error {
 	if d.RequireReleaseKey && d.Key.IsDevelopment() {
 		return fmt.Errorf("key %s is a development key: use the release key", d.Key.Fingerprint())
 	}
-	return rpm.Write(dst, rpms, d.Key, d.DnfOptions())
+	o := d.DnfOptions()
+	o.Epoch = nextDate(d.Epoch, dst, DnfDate)
+	return rpm.Write(dst, rpms, d.Key, o)
 }
 
 func (d Dnf) Verify(dir string) error { return rpm.Verify(dir, d.pub()) }
@@ -177,7 +181,19 @@ func Activate(c Config, s Staged) error {
 
 // Rollback returns both repositories to their previous publications
 // (verified with c's public key first).
+//
+// With the archive key (c.Key), the previous publication's packages are
+// published again as a new publication: its signed date is the newest,
+// so apt, which keeps the lists it has when a Release is older than them
+// (its replay protection), does return to them, and verify sees current
+// as the newest. With only the public key, `current` is switched back to
+// the previous publication as it is: clients that already read the newer
+// one keep it, and verify reports current as older than a publication
+// beside it.
 func Rollback(c Config) (Staged, error) {
+	if c.Key != nil {
+		return republishPrevious(c)
+	}
 	var s Staged
 	if c.pub() == nil {
 		return s, fmt.Errorf("repositories: rollback verifies the publication it returns to: give the archive public key")
@@ -188,6 +204,62 @@ func Rollback(c Config) (Staged, error) {
 	}
 	if s.Dnf, err = publish.Rollback(c.DnfDir(), Dnf{c}); err != nil {
 		return s, fmt.Errorf("dnf repository: %w", err)
+	}
+	return s, nil
+}
+
+// asOf is a format whose new publications extend a given publication
+// instead of the live one.
+type asOf struct {
+	publish.Format
+	base string
+}
+
+func (a asOf) Write(ctx context.Context, dst, _ string, pkgs []string) error {
+	return a.Format.Write(ctx, dst, a.base, pkgs)
+}
+
+// republishPrevious publishes, in each repository, the packages of the
+// publication before the live one as a new, newer-dated publication and
+// makes it live.
+func republishPrevious(c Config) (Staged, error) {
+	if err := c.check(); err != nil {
+		return Staged{}, err
+	}
+	var s Staged
+	for _, r := range []struct {
+		name string
+		root string
+		f    publish.Format
+		out  *string
+	}{{"apt", c.AptDir(), Apt{c}, &s.Apt}, {"dnf", c.DnfDir(), Dnf{c}, &s.Dnf}} {
+		live, err := publish.Current(r.root)
+		if err != nil {
+			return s, fmt.Errorf("%s repository: %w", r.name, err)
+		}
+		names, err := publish.List(r.root)
+		if err != nil {
+			return s, fmt.Errorf("%s repository: %w", r.name, err)
+		}
+		prev := ""
+		for i, n := range names {
+			if n == live && i > 0 {
+				prev = names[i-1]
+			}
+		}
+		if prev == "" {
+			return s, fmt.Errorf("%s repository: %s is the oldest publication kept: there is nothing to roll back to", r.name, live)
+		}
+		base := filepath.Join(r.root, "publications", prev)
+		if err := r.f.Verify(base); err != nil {
+			return s, fmt.Errorf("%s repository: refusing to roll back to %s, it does not verify: %w", r.name, prev, err)
+		}
+		f := asOf{Format: r.f, base: base}
+		name, err := publish.Publish(context.Background(), r.root, f, nil, c.options(r.name))
+		if err != nil {
+			return s, fmt.Errorf("%s repository: republishing %s: %w", r.name, prev, err)
+		}
+		*r.out = name
 	}
 	return s, nil
 }

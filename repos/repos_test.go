@@ -86,9 +86,41 @@ func TestPrepareActivateRollback(t *testing.T) {
 	if err := Activate(c, s2); err != nil {
 		t.Fatal(err)
 	}
+	// With the archive key a rollback publishes release 1's packages
+	// again, newer-dated than both (apt ignores an older Release).
 	back, err := Rollback(c)
-	if err != nil || back != s1 {
-		t.Fatalf("rollback = %+v, %v (want %+v)", back, err, s1)
+	if err != nil || !strings.HasPrefix(back.Apt, "0003-") || !strings.HasPrefix(back.Dnf, "0003-") {
+		t.Fatalf("rollback = %+v, %v (want new publications 0003-...)", back, err)
+	}
+	aptBack, dnfBack := c.StagedDirs(back)
+	if res, err := debian.Verify(aptBack, c.Key.PublicBinary()); err != nil || len(res.Packages) != 1 || res.Packages[0].Version != "1.0.0-1" {
+		t.Fatalf("rolled-back apt repository: %v, %+v (want release 1 alone)", err, res)
+	}
+	if rpms, _ := rpmFiles(dnfBack); len(rpms) != 1 {
+		t.Fatalf("rolled-back dnf repository holds %v, want release 1 alone", rpms)
+	}
+	s1Apt, _ := c.StagedDirs(s1)
+	for _, d := range []struct {
+		dateOf func(string) (time.Time, error)
+		dirs   []string
+	}{{AptDate, []string{s1Apt, aptDir, aptBack}}, {DnfDate, []string{filepath.Join(c.DnfDir(), "publications", s1.Dnf), dnfDir, dnfBack}}} {
+		var prev time.Time
+		for i, dir := range d.dirs {
+			got, err := d.dateOf(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 && !got.Equal(c.Epoch) || i > 0 && !got.Equal(prev.Add(time.Second)) {
+				t.Errorf("publication %s is dated %s (previous %s, epoch %s): want the epoch, then one second more each time", dir, got, prev, c.Epoch)
+			}
+			prev = got
+		}
+	}
+	// With only the public key, current is switched back as it is.
+	pubOnly := c
+	pubOnly.PublicKey, pubOnly.Key = c.Key.PublicBinary(), nil
+	if back, err := Rollback(pubOnly); err != nil || back != s2 {
+		t.Fatalf("rollback with the public key = %+v, %v (want %+v)", back, err, s2)
 	}
 	// Same inputs and epoch: byte-identical trees.
 	c2 := config(t.TempDir(), c.URL, c.Key)

@@ -154,6 +154,7 @@ type spdxJSON struct {
 		SPDXID           string `json:"SPDXID"`
 		VersionInfo      string `json:"versionInfo"`
 		DownloadLocation string `json:"downloadLocation"`
+		LicenseDeclared  string `json:"licenseDeclared"`
 		Checksums        []struct {
 			Algorithm string `json:"algorithm"`
 			Value     string `json:"checksumValue"`
@@ -226,8 +227,10 @@ func (inv *inventory) checkSPDX(d *spdxJSON) []Problem {
 		switch e.class {
 		case classToolchain:
 			field(&ps, DocSPDX, at("versionInfo"), e.key, "version", e.version, p.VersionInfo)
+			field(&ps, DocSPDX, at("licenseDeclared"), e.key, "licence (the lock's)", orNoAssertion(e.license), p.LicenseDeclared)
 		case classSource:
 			field(&ps, DocSPDX, at("versionInfo"), e.key, "commit", e.commit, p.VersionInfo)
+			field(&ps, DocSPDX, at("licenseDeclared"), e.key, "licence (the lock's)", orNoAssertion(e.license), p.LicenseDeclared)
 			field(&ps, DocSPDX, at("downloadLocation"), e.key, "VCS locator", e.vcs, p.DownloadLocation)
 			field(&ps, DocSPDX, at("externalRefs.purl"), e.key, "purl", e.purl, purl)
 		case classFile, classDeb:
@@ -258,7 +261,15 @@ type cdxComponent struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
 	PURL    string `json:"purl"`
-	Hashes  []struct {
+	// Licenses: an id, a name or an expression each.
+	Licenses []struct {
+		License *struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		} `json:"license"`
+		Expression string `json:"expression"`
+	} `json:"licenses"`
+	Hashes []struct {
 		Alg     string `json:"alg"`
 		Content string `json:"content"`
 	} `json:"hashes"`
@@ -266,6 +277,22 @@ type cdxComponent struct {
 		Type string `json:"type"`
 		URL  string `json:"url"`
 	} `json:"externalReferences"`
+}
+
+// licence is the component's licence as one expression ("" when none).
+func (c cdxComponent) licence() string {
+	var parts []string
+	for _, l := range c.Licenses {
+		switch {
+		case l.Expression != "":
+			parts = append(parts, l.Expression)
+		case l.License != nil && l.License.ID != "":
+			parts = append(parts, l.License.ID)
+		case l.License != nil:
+			parts = append(parts, l.License.Name)
+		}
+	}
+	return strings.Join(parts, " AND ")
 }
 
 type cdxJSON struct {
@@ -321,6 +348,10 @@ func (inv *inventory) checkCDX(d *cdxJSON) []Problem {
 			}
 		}
 		field(&ps, DocCycloneDX, at("name"), e.key, "name", e.name, c.Name)
+		switch e.class {
+		case classToolchain, classSource:
+			field(&ps, DocCycloneDX, at("licenses"), e.key, "licence (the lock's)", e.license, c.licence())
+		}
 		switch e.class {
 		case classToolchain:
 			field(&ps, DocCycloneDX, at("version"), e.key, "version", e.version, c.Version)

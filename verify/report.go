@@ -19,6 +19,10 @@ const (
 	Pass   Status = "pass"
 	Fail   Status = "fail"
 	NotRun Status = "not-run"
+	// Running is the status of a report written as a verification
+	// starts: a report left "running" is from a verification that never
+	// finished, and is no pass.
+	Running Status = "running"
 )
 
 func (s Status) label() string {
@@ -67,6 +71,16 @@ type Report struct {
 	Results   []Result
 	Duration  time.Duration
 	Cancelled string // why the run was cancelled, if it was
+	// Aborted says why the verification stopped before or while running
+	// its checks (a ledger pointing outside its tree, a saved image whose
+	// blob does not match its digest, ...): the report then fails.
+	Aborted string
+	// Running marks the report written at the start.
+	Running bool
+	// Inputs and Paths are what the verification read, absolutely
+	// (Env.Inputs, Env.Paths).
+	Inputs []Input
+	Paths  map[string]string
 
 	passed, failed, notRun, requiredNotRun int
 }
@@ -95,7 +109,7 @@ func (r *Report) tally() {
 // one check passed.
 func (r *Report) Passed() bool {
 	r.tally()
-	return r.failed == 0 && r.requiredNotRun == 0 && r.Cancelled == "" && r.passed > 0
+	return r.failed == 0 && r.requiredNotRun == 0 && r.Cancelled == "" && r.Aborted == "" && !r.Running && r.passed > 0
 }
 
 // FailedError is the verdict of a failed verification.
@@ -103,6 +117,7 @@ type FailedError struct {
 	Failed         []string // names of failed checks
 	RequiredNotRun []string // names of required checks that did not run
 	Cancelled      string
+	Aborted        string
 	NothingPassed  bool
 }
 
@@ -117,6 +132,9 @@ func (e *FailedError) Error() string {
 	if e.Cancelled != "" {
 		parts = append(parts, "cancelled: "+e.Cancelled)
 	}
+	if e.Aborted != "" {
+		parts = append(parts, "aborted: "+e.Aborted)
+	}
 	if e.NothingPassed && len(parts) == 0 {
 		parts = append(parts, "no check passed")
 	}
@@ -128,7 +146,7 @@ func (r *Report) Err() error {
 	if r.Passed() {
 		return nil
 	}
-	e := &FailedError{Cancelled: r.Cancelled, NothingPassed: r.passed == 0}
+	e := &FailedError{Cancelled: r.Cancelled, Aborted: r.Aborted, NothingPassed: r.passed == 0}
 	for _, res := range r.Results {
 		switch {
 		case res.Status == Fail:
@@ -195,6 +213,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	if r.Cancelled != "" {
 		fmt.Fprintf(&b, "; cancelled: %s", r.Cancelled)
 	}
+	if r.Aborted != "" {
+		fmt.Fprintf(&b, "; aborted: %s", oneLine(r.Aborted))
+	}
 	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -221,12 +242,15 @@ func fmtDuration(d time.Duration) string {
 
 // JSON shapes: field names are stable; Encode sorts every object's keys.
 type jsonReport struct {
-	Format          int          `json:"format"`
-	Status          Status       `json:"status"`
-	Cancelled       string       `json:"cancelled,omitempty"`
-	DurationSeconds float64      `json:"duration_seconds"`
-	Counts          jsonCounts   `json:"counts"`
-	Checks          []jsonResult `json:"checks"`
+	Format          int               `json:"format"`
+	Status          Status            `json:"status"`
+	Cancelled       string            `json:"cancelled,omitempty"`
+	Aborted         string            `json:"aborted,omitempty"`
+	Inputs          []Input           `json:"inputs"`
+	Paths           map[string]string `json:"paths"`
+	DurationSeconds float64           `json:"duration_seconds"`
+	Counts          jsonCounts        `json:"counts"`
+	Checks          []jsonResult      `json:"checks"`
 }
 
 type jsonCounts struct {
@@ -261,13 +285,25 @@ func seconds(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 10
 func (r *Report) Encode(w io.Writer) error {
 	r.tally()
 	status := Pass
-	if !r.Passed() {
+	switch {
+	case r.Running:
+		status = Running
+	case !r.Passed():
 		status = Fail
 	}
+	inputs := r.Inputs
+	if inputs == nil {
+		inputs = []Input{}
+	}
+	paths := r.Paths
+	if paths == nil {
+		paths = map[string]string{}
+	}
 	jr := jsonReport{
-		Format: r.Format, Status: status, Cancelled: r.Cancelled, DurationSeconds: seconds(r.Duration),
-		Counts: jsonCounts{Total: len(r.Results), Passed: r.passed, Failed: r.failed, NotRun: r.notRun, RequiredNotRun: r.requiredNotRun},
-		Checks: []jsonResult{},
+		Format: r.Format, Status: status, Cancelled: r.Cancelled, Aborted: r.Aborted, Inputs: inputs, Paths: paths,
+		DurationSeconds: seconds(r.Duration),
+		Counts:          jsonCounts{Total: len(r.Results), Passed: r.passed, Failed: r.failed, NotRun: r.notRun, RequiredNotRun: r.requiredNotRun},
+		Checks:          []jsonResult{},
 	}
 	for _, res := range r.Results {
 		jr.Checks = append(jr.Checks, jsonResult{
@@ -302,4 +338,32 @@ func (r *Report) WriteFile(path string) error {
 		return err
 	}
 	return pipeline.WriteFileAtomic(path, buf.Bytes(), 0o644)
+}
+
+// WriteAborted writes the report of a verification that stopped before
+// its checks ran (or while they ran): status fail, naming the cause, with
+// what env had read so far (env may be nil). It replaces any earlier
+// report at path, so a stale pass never survives an abort.
+func WriteAborted(path string, env *Env, cause error) error {
+	r := &Report{Format: reportFormat, Aborted: cause.Error()}
+	if env != nil {
+		r.Inputs, r.Paths = env.Inputs, env.Paths
+	}
+	return r.WriteFile(path)
+}
+
+// WriteRunning writes the report a verification starts with: status
+// running, the checks it is about to run (not run yet) and what env read.
+func WriteRunning(path string, env *Env, checks []Check) error {
+	r := &Report{Format: reportFormat, Running: true}
+	for _, c := range checks {
+		res := newResult(c)
+		res.Reason = "the verification is running"
+		r.Results = append(r.Results, res)
+	}
+	r.Results = sortResults(r.Results, checks)
+	if env != nil {
+		r.Inputs, r.Paths = env.Inputs, env.Paths
+	}
+	return r.WriteFile(path)
 }

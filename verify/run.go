@@ -50,13 +50,21 @@ const (
 // summary and returns nil only when every selected check passed and no
 // required check was left unrun.
 func Verify(ctx context.Context, env *Env, checks []Check, o Options) error {
+	path := ReportPath(env, o.ReportPath)
+	// The report says "running" while the checks run: a stale pass is
+	// never left in place by a verification that does not finish.
+	if err := WriteRunning(path, env, checks); err != nil {
+		return fmt.Errorf("writing the verification report %s: %w", path, err)
+	}
 	rep, err := Run(ctx, env, checks, o)
 	if err != nil {
+		if werr := WriteAborted(path, env, err); werr != nil {
+			return errors.Join(err, fmt.Errorf("writing the verification report %s: %w", path, werr))
+		}
 		return err
 	}
-	path := o.ReportPath
-	if path == "" {
-		path = filepath.Join(env.Dist, "verify.json")
+	if env != nil {
+		rep.Inputs, rep.Paths = env.Inputs, env.Paths
 	}
 	log := o.Log
 	if log == nil {
@@ -71,6 +79,15 @@ func Verify(ctx context.Context, env *Env, checks []Check, o Options) error {
 	}
 	fmt.Fprintf(log, "report: %s\n", path)
 	return rep.Err()
+}
+
+// ReportPath is where the JSON report goes: configured, else
+// <dist>/verify.json.
+func ReportPath(env *Env, configured string) string {
+	if configured != "" || env == nil {
+		return configured
+	}
+	return filepath.Join(env.Dist, "verify.json")
 }
 
 // Run validates the suite (all problems at once), then runs it and returns

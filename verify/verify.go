@@ -16,6 +16,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -121,13 +122,22 @@ func (e Evidence) problem() string {
 		"): a check must report what it verified; this is a defect of the check"
 }
 
-// Env is what checks read: the release directory and its ledger, a cache
-// directory for downloads, and a per-check scratch directory.
+// Env is what checks read: the release directory and its ledger, the
+// publish root of the repositories, a cache directory for downloads, and a
+// per-check scratch directory.
+//
+// Every path the ledger records is relative: to Dist, or, for the
+// repository publications (apt-repo, dnf-repo), to RepoRoot. LoadEnv
+// refuses a ledger whose paths leave those trees, so a verification reads
+// only the tree it was given.
 type Env struct {
 	// Dist is the release directory (absolute): dist/ with ledger.json,
 	// the repositories, the image layout and the public keys.
 	Dist string
-	// Ledger is dist/ledger.json.
+	// RepoRoot is the publish root (absolute): apt/, dnf/ and files/, each
+	// with its `current` link.
+	RepoRoot string
+	// Ledger is dist/ledger.json: a hint of where to look, never evidence.
 	Ledger *pipeline.Ledger
 	// CacheDir holds content-addressed downloads (e.g. the Xen machine);
 	// empty when the caller has none.
@@ -135,19 +145,154 @@ type Env struct {
 	// Scratch is an empty directory for this check alone, removed after it
 	// ran. The runner sets it; it is empty outside a check.
 	Scratch string
+	// Inputs are the top-level inputs the verification read (the ledger,
+	// the lock, the public keys), recorded in the report with their
+	// absolute paths and sha256.
+	Inputs []Input
+	// Paths are the absolute paths the verification resolved (the release
+	// directory, the publish root, the publications it verified), recorded
+	// in the report by role.
+	Paths map[string]string
 }
 
-// LoadEnv reads dist/ledger.json.
+// Input is one top-level input of a verification.
+type Input struct {
+	Role   string `json:"role"`
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
+// AddInput hashes the file at path and records it as an input (role: e.g.
+// "lock", "archive-public-key").
+func (e *Env) AddInput(role, path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	_, sum, err := pipeline.HashFile(abs)
+	if err != nil {
+		return fmt.Errorf("the %s %s: %w", role, abs, err)
+	}
+	for i, in := range e.Inputs {
+		if in.Role == role {
+			e.Inputs[i] = Input{Role: role, Path: abs, SHA256: sum}
+			return nil
+		}
+	}
+	e.Inputs = append(e.Inputs, Input{Role: role, Path: abs, SHA256: sum})
+	return nil
+}
+
+// SetPath records an absolute path the verification resolved.
+func (e *Env) SetPath(role, path string) {
+	if e.Paths == nil {
+		e.Paths = map[string]string{}
+	}
+	e.Paths[role] = path
+}
+
+// LoadEnv reads dist/ledger.json, with the repositories published under
+// dist/repos.
 func LoadEnv(dist, cacheDir string) (*Env, error) {
+	return LoadEnvAt(dist, "", cacheDir)
+}
+
+// LoadEnvAt reads dist/ledger.json, with the repositories published under
+// repoRoot ("" means dist/repos), and refuses a ledger path that points
+// outside the tree it belongs to (CheckPaths).
+func LoadEnvAt(dist, repoRoot, cacheDir string) (*Env, error) {
 	abs, err := filepath.Abs(dist)
 	if err != nil {
 		return nil, fmt.Errorf("loading release %s: %w", dist, err)
 	}
-	l, err := pipeline.ReadLedger(filepath.Join(abs, "ledger.json"))
+	if repoRoot == "" {
+		repoRoot = filepath.Join(abs, "repos")
+	}
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		return nil, fmt.Errorf("loading release %s: the publish root %s: %w", dist, repoRoot, err)
+	}
+	ledgerPath := filepath.Join(abs, "ledger.json")
+	l, err := pipeline.ReadLedger(ledgerPath)
 	if err != nil {
 		return nil, fmt.Errorf("loading release %s: %w (build a release first: go run mage.go release)", dist, err)
 	}
-	return &Env{Dist: abs, Ledger: l, CacheDir: cacheDir}, nil
+	e := &Env{Dist: abs, RepoRoot: root, Ledger: l, CacheDir: cacheDir}
+	e.SetPath("release", abs)
+	e.SetPath("publish-root", root)
+	if err := e.AddInput("ledger", ledgerPath); err != nil {
+		return nil, err
+	}
+	if err := e.CheckPaths(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// RepoKind reports whether an artifact kind is a repository publication,
+// recorded relative to the publish root.
+func RepoKind(k pipeline.Kind) bool { return k == pipeline.KindAptRepo || k == pipeline.KindDnfRepo }
+
+// CheckPaths refuses every ledger path that is absolute or leaves its tree
+// (Dist, or RepoRoot for the repository publications), lexically or
+// through a symbolic link. Sources (download locations) and images (in a
+// registry) have no path to check.
+func (e *Env) CheckPaths() error {
+	if e.Ledger == nil {
+		return nil
+	}
+	var bad []string
+	for _, a := range e.Ledger.Artifacts() {
+		if a.Path == "" || a.Kind == pipeline.KindSource || a.Kind == pipeline.KindOCIImage {
+			continue
+		}
+		root, tree := e.Dist, "HALVM_OUT"
+		if RepoKind(a.Kind) {
+			root, tree = e.RepoRoot, "the publish root"
+		}
+		if _, err := within(root, a.Path); err != nil {
+			bad = append(bad, fmt.Sprintf("%s %s: path %q %v (%s is %s)", a.Kind, a.Name, a.Path, err, tree, root))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("the ledger %s points outside the tree it was given: verify reads only that tree; fix or rebuild the release:\n  %s",
+			filepath.Join(e.Dist, "ledger.json"), strings.Join(bad, "\n  "))
+	}
+	return nil
+}
+
+// within resolves rel below root, refusing an absolute path, one that
+// climbs out with "..", and one whose existing part leads out through a
+// symbolic link.
+func within(root, rel string) (string, error) {
+	if filepath.IsAbs(rel) || strings.HasPrefix(rel, "/") {
+		return "", errors.New("is absolute (want a path relative to its tree)")
+	}
+	local := filepath.FromSlash(rel)
+	if !filepath.IsLocal(local) {
+		return "", errors.New("leaves its tree")
+	}
+	p := filepath.Join(root, local)
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return p, nil // nothing there yet: the checks report what is missing
+	}
+	// Resolve the longest existing prefix.
+	probe := p
+	for {
+		if rp, err := filepath.EvalSymlinks(probe); err == nil {
+			r, err := filepath.Rel(realRoot, rp)
+			if err != nil || !filepath.IsLocal(r) && r != "." {
+				return "", fmt.Errorf("leads out of its tree through a symbolic link (to %s)", rp)
+			}
+			return p, nil
+		}
+		parent := filepath.Dir(probe)
+		if parent == probe || len(parent) < len(root) {
+			return p, nil
+		}
+		probe = parent
+	}
 }
 
 // Path returns the absolute path of a file recorded relative to Dist.
@@ -156,6 +301,15 @@ func (e *Env) Path(rel string) string {
 		return rel
 	}
 	return filepath.Join(e.Dist, filepath.FromSlash(rel))
+}
+
+// RepoPath returns the absolute path of a publication recorded relative to
+// RepoRoot.
+func (e *Env) RepoPath(rel string) string {
+	if filepath.IsAbs(rel) {
+		return rel
+	}
+	return filepath.Join(e.RepoRoot, filepath.FromSlash(rel))
 }
 
 // Artifacts returns the ledger's artifacts of a kind (and flavour when not

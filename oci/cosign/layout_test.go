@@ -58,6 +58,28 @@ func TestSaveLoad(t *testing.T) {
 		t.Errorf("loading an empty directory: %v", err)
 	}
 
+	// Every blob is re-hashed before anything is pushed: a blob swapped
+	// under its name (here into a registry that already holds the
+	// digest, which would skip the upload) is named.
+	swapped := filepath.Join(t.TempDir(), "swapped")
+	if err := run.Run(ctx, run.Cmd{Args: []string{"cp", "-a", dir, swapped}, Env: run.BaseEnv()}); err != nil {
+		t.Fatal(err)
+	}
+	blobs, _ := filepath.Glob(filepath.Join(swapped, "blobs", "sha256", "*"))
+	if n, err := VerifyLayoutBlobs(swapped); err != nil || n != len(blobs) || n < 3 {
+		t.Fatalf("VerifyLayoutBlobs of a good layout: %d of %d, %v", n, len(blobs), err)
+	}
+	other, err := os.ReadFile(blobs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(blobs[1], other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(ctx, swapped, repo); err == nil || !strings.Contains(err.Error(), blobs[1]+": its content is sha256:"+filepath.Base(blobs[0])) {
+		t.Errorf("loading a layout with a swapped blob into a registry holding it: %v", err)
+	}
+
 	// The stock CLI loads our layout and verifies the result.
 	bin := cosignCLI(t)
 	home := t.TempDir()

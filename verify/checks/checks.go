@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -58,6 +57,11 @@ type Config struct {
 	// for a first release, whose upgrade checks are then optional and
 	// not run, saying so.
 	PreviousAptDir string
+	// ServedRoot is the publish root whose served tree (apt/current,
+	// dnf/current, files/current) `go run mage.go verify` checks; "" in a
+	// release's verify stage, which checks the staged publications before
+	// they go live.
+	ServedRoot string
 }
 
 // stageRan is a prerequisite that the stage making what a check verifies
@@ -96,6 +100,7 @@ func Suite(c Config) []verify.Check {
 	var out []verify.Check
 	out = append(out, signatureChecks(c)...)
 	out = append(out, consistencyChecks(c)...)
+	out = append(out, servedChecks(c)...)
 	out = append(out, reproducibilityChecks(c)...)
 	out = append(out, installChecks(c)...)
 	out = append(out, upgradeChecks(c)...)
@@ -105,8 +110,8 @@ func Suite(c Config) []verify.Check {
 }
 
 // repoDir resolves a repository publication: the configured directory, or
-// the ledger's artifact of kind (its path is absolute, relative to the
-// release directory, or relative to the directory the release ran in).
+// the ledger's artifact of kind, relative to the publish root
+// (Env.RepoRoot; LoadEnv refused one that leaves it).
 func repoDir(env *verify.Env, configured string, kind pipeline.Kind) (string, error) {
 	if configured != "" {
 		return configured, nil
@@ -115,17 +120,11 @@ func repoDir(env *verify.Env, configured string, kind pipeline.Kind) (string, er
 	if err != nil {
 		return "", err
 	}
-	p := as[0].Path
-	cands := []string{env.Path(p)}
-	if !filepath.IsAbs(p) {
-		cands = append(cands, filepath.Join(filepath.Dir(env.Dist), p), p)
+	p := env.RepoPath(as[0].Path)
+	if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("the %s publication %s recorded in the ledger is not under the publish root %s (looked in %s): give the publish root (HALVM_REPO_ROOT)", kind, as[0].Path, env.RepoRoot, p)
 	}
-	for _, c := range cands {
-		if fi, err := os.Stat(c); err == nil && fi.IsDir() {
-			return c, nil
-		}
-	}
-	return "", fmt.Errorf("the %s publication %s recorded in the ledger is not there (looked in %s): give the repository root", kind, p, strings.Join(cands, ", "))
+	return p, nil
 }
 
 // binaryKeyring returns the archive key as a binary keyring (gpgv and

@@ -14,9 +14,11 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/halvm/halvm-release/debian"
 	"github.com/halvm/halvm-release/internal/pipeline"
@@ -141,9 +143,9 @@ func imageHoldsDeb(ctx context.Context, env *verify.Env, lp layout.Path, a pipel
 	if len(want) == 0 {
 		return 0, fmt.Errorf("%s installs no files", deb.Path)
 	}
-	img, err := lp.Image(v1.Hash{Algorithm: "sha256", Hex: a.SHA256})
+	img, err := servedImage(ctx, lp, a)
 	if err != nil {
-		return 0, fmt.Errorf("the layout %s has no image sha256:%s (the ledger's digest): %w", ImageLayoutDir, a.SHA256, err)
+		return 0, err
 	}
 	const status = "/var/lib/dpkg/status"
 	wantAll := map[string]string{status: ""}
@@ -237,4 +239,27 @@ func statusAndDigests(r io.Reader, want map[string]string, status string) (image
 			fs.digests[p] = fs.digests[path.Clean("/"+strings.TrimPrefix(h.Linkname, "./"))]
 		}
 	}
+}
+
+// servedImage is the image users pull: from the registry it was pushed to
+// (or re-served from the saved signed image), by digest, its layers
+// verified against their digests as they are read. An image that was not
+// pushed is read from the release's layout.
+func servedImage(ctx context.Context, lp layout.Path, a pipeline.Artifact) (v1.Image, error) {
+	if a.Ref == "" {
+		img, err := lp.Image(v1.Hash{Algorithm: "sha256", Hex: a.SHA256})
+		if err != nil {
+			return nil, fmt.Errorf("the layout %s has no image sha256:%s (the ledger's digest): %w", ImageLayoutDir, a.SHA256, err)
+		}
+		return img, nil
+	}
+	ref, err := name.NewDigest(a.Ref)
+	if err != nil {
+		return nil, fmt.Errorf("ref %q is not by digest: %w", a.Ref, err)
+	}
+	img, err := remote.Image(ref, append(registryOptions(ref), remote.WithContext(ctx))...)
+	if err != nil {
+		return nil, fmt.Errorf("pulling the served image %s: %w", a.Ref, err)
+	}
+	return img, nil
 }

@@ -171,9 +171,11 @@ func CompareRebuild(ctx context.Context, env *verify.Env, out string, second *pi
 			bad = append(bad, fmt.Sprintf("the rebuild staged no %s publication", m.kind))
 			continue
 		}
+		// The rebuild's ledger records its publications relative to its
+		// publish root, out/repos.
 		dir2 := as[0].Path
 		if !filepath.IsAbs(dir2) {
-			dir2 = filepath.Join(out, dir2)
+			dir2 = filepath.Join(out, "repos", filepath.FromSlash(dir2))
 		}
 		firsts, _ := filepath.Glob(filepath.Join(m.dir, m.glob))
 		if len(firsts) == 0 {

@@ -224,28 +224,35 @@ func rpmSignatures(ctx context.Context, scratch string, pub []byte, files []stri
 	}
 	var ev verify.Evidence
 	var bad []string
+	kinds := map[string]int{}
 	for _, f := range files {
-		out, err := run.Output(ctx, run.Cmd{Args: []string{"rpm", "--dbpath", db, "-K", f}, Env: env})
-		line := strings.TrimSpace(string(out))
+		out, err := run.Output(ctx, run.Cmd{Args: []string{"rpm", "--dbpath", db, "-Kv", f}, Env: env})
+		text := string(out)
 		if err != nil {
 			var re *run.Error
 			if errors.As(err, &re) && strings.TrimSpace(re.Stderr) != "" {
-				line += " " + strings.TrimSpace(re.Stderr)
+				text += "\n" + re.Stderr
 			}
-			bad = append(bad, fmt.Sprintf("%s: rpm -K failed: %s", f, strings.TrimSpace(line+" "+err.Error())))
-			continue
 		}
-		// "<file>: digests signatures OK": anything else (NOKEY, NOT OK,
-		// digests only) is not a verified signature.
-		if !strings.HasSuffix(line, "digests signatures OK") {
-			bad = append(bad, fmt.Sprintf("%s: rpm -K says %q, want \"digests signatures OK\"", f, line))
+		kind, why := RPMVerdict(text)
+		if err != nil && kind == RPMOK {
+			kind, why = RPMFailed, "rpm -K failed: "+err.Error()
+		}
+		if kind != RPMOK {
+			kinds[string(kind)]++
+			bad = append(bad, fmt.Sprintf("%s: %s: %s", f, kind, why))
 			continue
 		}
 		ev.Checked++
-		ev.Details = append(ev.Details, line)
+		ev.Details = append(ev.Details, f+": digests signatures OK")
 	}
 	if len(bad) > 0 {
-		return ev, fmt.Errorf("%d of %d rpm(s) are not signed by the archive key %s:\n%s", len(bad), len(files), strings.Join(fprs, ","), strings.Join(bad, "\n"))
+		var ks []string
+		for k, n := range kinds {
+			ks = append(ks, fmt.Sprintf("%d %s", n, k))
+		}
+		sort.Strings(ks)
+		return ev, fmt.Errorf("%d of %d rpm(s) do not verify against the archive key %s (%s):\n%s", len(bad), len(files), strings.Join(fprs, ","), strings.Join(ks, ", "), strings.Join(bad, "\n"))
 	}
 	ev.Summary = fmt.Sprintf("%d rpms: digests and signatures OK against an rpmdb holding only %s (rpmkeys --import, rpm -K)", ev.Checked, strings.Join(fprs, ","))
 	return ev, nil
@@ -351,3 +358,60 @@ func sortedKeys(m map[string]bool) []string {
 // registry on 127.0.0.1 or localhost is spoken to over plain HTTP by the
 // client itself, and no credentials are needed to read).
 func registryOptions(name.Reference) []remote.Option { return nil }
+
+// RPMResult is what `rpm -Kv` said of a package.
+type RPMResult string
+
+const (
+	RPMOK             RPMResult = "digests signatures OK"
+	RPMDigestMismatch RPMResult = "digest mismatch"   // a header or payload digest is BAD: the bytes changed after signing
+	RPMUnknownKey     RPMResult = "unknown key"       // signed, by a key not in the scratch rpmdb (NOKEY)
+	RPMBadSignature   RPMResult = "bad signature"     // the signature does not verify, the digests do
+	RPMNotSigned      RPMResult = "missing signature" // no signature at all
+	RPMFailed         RPMResult = "rpm failed"        // rpm could not read the package
+)
+
+// RPMVerdict classifies `rpm -Kv` output, most telling first: a digest
+// mismatch (the package was changed), an unknown key, a bad signature, no
+// signature; the reason quotes rpm's lines.
+func RPMVerdict(out string) (RPMResult, string) {
+	var digestBad, nokey, sigBad, sigOK, other []string
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		i := strings.LastIndex(l, ": ")
+		if i < 0 {
+			if l != "" && !strings.HasSuffix(l, ":") {
+				other = append(other, l)
+			}
+			continue
+		}
+		what, verdict := l[:i], strings.TrimSpace(l[i+2:])
+		isSig := strings.Contains(what, "Signature") || strings.Contains(what, "signature")
+		isDigest := strings.Contains(strings.ToLower(what), "digest")
+		switch {
+		case isDigest && !strings.HasPrefix(verdict, "OK"):
+			digestBad = append(digestBad, l)
+		case isSig && strings.HasPrefix(verdict, "NOKEY"):
+			nokey = append(nokey, l)
+		case isSig && strings.HasPrefix(verdict, "OK"):
+			sigOK = append(sigOK, l)
+		case isSig:
+			sigBad = append(sigBad, l)
+		case strings.Contains(l, "error") || strings.Contains(l, "not an rpm"):
+			other = append(other, l)
+		}
+	}
+	switch {
+	case len(digestBad) > 0:
+		return RPMDigestMismatch, "rpm says the package's digests are bad (it was changed after it was signed): " + strings.Join(digestBad, "; ")
+	case len(nokey) > 0:
+		return RPMUnknownKey, "signed by a key other than the archive key: " + strings.Join(nokey, "; ")
+	case len(sigBad) > 0:
+		return RPMBadSignature, "rpm says the signature is bad: " + strings.Join(sigBad, "; ")
+	case len(other) > 0 && len(sigOK) == 0:
+		return RPMFailed, strings.Join(other, "; ")
+	case len(sigOK) == 0:
+		return RPMNotSigned, "rpm finds no signature (the package is unsigned)"
+	}
+	return RPMOK, strings.Join(sigOK, "; ")
+}
