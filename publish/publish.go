@@ -106,7 +106,10 @@ func Prepare(ctx context.Context, root string, f Format, pkgs []string, o Option
 		return "", err
 	}
 	pubs := filepath.Join(root, pubDir)
-	if err := os.MkdirAll(pubs, 0o755); err != nil {
+	if err := PublicDir(pubs); err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	if err := PublicDir(root); err != nil {
 		return "", fmt.Errorf("publish: %w", err)
 	}
 	if err := removeStaging(pubs); err != nil {
@@ -128,6 +131,11 @@ func Prepare(ctx context.Context, root string, f Format, pkgs []string, o Option
 	o.step("staging-created")
 	if err := f.Write(ctx, staging, liveDir, pkgs); err != nil {
 		return "", fmt.Errorf("publish: writing the new publication: %w", err)
+	}
+	// Whatever the umask (the rebuild runs with 077) and whatever modes
+	// the writer chose: a web server's unprivileged workers read it all.
+	if err := makePublic(staging); err != nil {
+		return "", fmt.Errorf("publish: making the new publication world-readable: %w", err)
 	}
 	o.step("written")
 	if err := f.Verify(staging); err != nil {
@@ -251,6 +259,11 @@ func rollback(root string, f Format, o Options) (string, error) {
 // switchTo stamps publications/name with the time of the switch (see
 // stampTree) and atomically points `current` at it.
 func switchTo(root, name string, o Options) error {
+	// A publication made before modes were set explicitly (or changed
+	// since) is made world-readable before it is served again.
+	if err := makePublic(filepath.Join(root, pubDir, name)); err != nil {
+		return fmt.Errorf("publish: making %s world-readable: %w", name, err)
+	}
 	if err := stampTree(filepath.Join(root, pubDir, name), switchTime(root, o.now())); err != nil {
 		return fmt.Errorf("publish: stamping %s: %w", name, err)
 	}
@@ -381,6 +394,51 @@ func stampTree(dir string, t time.Time) error {
 		}
 		return nil
 	})
+}
+
+// Modes of everything under a publish root, whatever the umask: a web
+// server running as an unprivileged user (nginx's www-data workers) must
+// read every file and traverse every directory.
+const (
+	FileMode fs.FileMode = 0o644
+	DirMode  fs.FileMode = 0o755
+)
+
+// PublicDir creates dir (and its missing parents) and sets its mode to
+// DirMode, whatever the umask.
+func PublicDir(dir string) error {
+	if err := os.MkdirAll(dir, DirMode); err != nil {
+		return err
+	}
+	return os.Chmod(dir, DirMode)
+}
+
+// makePublic sets every directory under dir (dir included) to DirMode and
+// every regular file to FileMode.
+func makePublic(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return chmodIf(p, d, DirMode)
+		case d.Type().IsRegular():
+			return chmodIf(p, d, FileMode)
+		}
+		return nil
+	})
+}
+
+func chmodIf(p string, d fs.DirEntry, mode fs.FileMode) error {
+	fi, err := d.Info()
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm() == mode && fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) == 0 {
+		return nil
+	}
+	return os.Chmod(p, mode)
 }
 
 func syncTree(dir string) error {

@@ -143,6 +143,9 @@ func Prepare(ctx context.Context, c Config, debs, rpms []string) (Staged, error)
 	if err := c.check(); err != nil {
 		return Staged{}, err
 	}
+	if err := publish.PublicDir(c.Root); err != nil {
+		return Staged{}, fmt.Errorf("repositories: the publish root: %w", err)
+	}
 	var s Staged
 	var err error
 	if s.Apt, err = publish.Prepare(ctx, c.AptDir(), Apt{c}, debs, c.options("apt")); err != nil {
