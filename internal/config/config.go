@@ -37,7 +37,8 @@ var Vars = []Var{
 	{"HALVM_CACHE", "$XDG_CACHE_HOME/halvm-release", "content-addressed cache of fetched inputs and build steps"},
 	{"HALVM_WORK", "/var/tmp/halvm-build", "fixed build root (paths baked into the toolchain start here)"},
 	{"HALVM_MIRROR", "", "air-gapped mirror: a directory of bare repositories and files, or a URL prefix"},
-	{"HALVM_SKIP", "", "stages to skip, as stage=reason pairs separated by ';' (a run with skips is a snapshot)"},
+	{"HALVM_SKIP", "", "stages to skip, as stage=reason pairs separated by ';' (a run with skips is a snapshot: staged, never switched live)"},
+	{"HALVM_OFFICIAL", "", "1/true/yes: an official release (refuses development keys, pending pins, skips); 0/false/no/unset: a trial; anything else is an error"},
 	{epoch.Var, "from the lock", "overrides the lock's epoch (decimal seconds; malformed is an error)"},
 	{"HALVM_PGP_KEY_FILE", "", "armored OpenPGP archive key (signs Release, repomd.xml, rpms, SHA256SUMS.asc)"},
 	{"HALVM_PGP_KEY", "", "or the armored key itself (never logged)"},
@@ -54,6 +55,7 @@ var Vars = []Var{
 	{"HALVM_REPO_ROOT", "dist/repos", "publish root of the apt (apt/) and dnf (dnf/) repositories"},
 	{"HALVM_REPO_URL", "http://127.0.0.1:8619", "the URL users fetch the repositories from (baked into halvm.sources and halvm.repo)"},
 	{"HALVM_REPO_ADDR", "127.0.0.1:8619", "where repo:serve listens"},
+	{"HALVM_KEEP", "5", "live publications repo:prune (and each publish) keeps per repository, at least 2"},
 	{"HALVM_REGISTRY", "", "image repository prefix the images are pushed to by digest, e.g. ghcr.io/halvm (\"\" keeps them in dist/oci only)"},
 }
 

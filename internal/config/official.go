@@ -1,0 +1,33 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Official parses HALVM_OFFICIAL strictly: 1, true, yes (any case) mark
+// an official release; 0, false, no or unset a trial. Anything else is an
+// error naming the value: a typo must never turn a release into a trial.
+func Official(env Getenv) (bool, error) {
+	v := env("HALVM_OFFICIAL")
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "true", "yes":
+		return true, nil
+	case "", "0", "false", "no":
+		return false, nil
+	}
+	return false, fmt.Errorf("HALVM_OFFICIAL=%q: want 1, true or yes (an official release) or 0, false, no or unset (a trial)", v)
+}
+
+// Keep parses HALVM_KEEP, the number of live publications kept per
+// repository (default 5, at least 2: the live one and the one a rollback
+// returns to).
+func Keep(env Getenv) (int, error) {
+	v := get(env, "HALVM_KEEP")
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 2 {
+		return 0, fmt.Errorf("HALVM_KEEP=%q: want a whole number of publications, at least 2 (the live one and the one a rollback returns to)", v)
+	}
+	return n, nil
+}
