@@ -45,6 +45,10 @@ func Release(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	keep, err := config.Keep(os.Getenv)
+	if err != nil {
+		return err
+	}
 	m, err := config.MirrorFromEnv(os.Getenv)
 	if err != nil {
 		return err
@@ -53,7 +57,7 @@ func Release(ctx context.Context) error {
 	defer stop()
 	_, err = release.Run(ctx, plan, release.Options{Lock: lock, PGPKey: config.PGPKey(os.Getenv), CosignKey: config.CosignKey(os.Getenv),
 		RepoRoot: config.Get(os.Getenv, "HALVM_REPO_ROOT"), RepoURL: config.Get(os.Getenv, "HALVM_REPO_URL"), Registry: config.Get(os.Getenv, "HALVM_REGISTRY"),
-		Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}, Official: official, Log: os.Stderr})
+		Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}, Official: official, Keep: keep, Log: os.Stderr})
 	return err
 }
 

@@ -7,8 +7,15 @@
 // Layout under the publish root:
 //
 //	current -> publications/0003-1f2e3d4c   (symlink, relative)
+//	history                                 every publication that went live, one name a line
 //	publications/0001-.../                  complete trees, oldest first
 //	publications/.staging-*/                unfinished work, removed by the next publish
+//
+// History is only what went live: a publication prepared but never
+// switched to (its run failed, or was a snapshot) is never a rollback
+// target, never "the previous release", never counted as kept, and the
+// next Prepare (or RemoveUnpublished) removes it. Everything under the
+// root is world-readable (FileMode, DirMode) whatever the umask.
 package publish
 
 import (
@@ -60,6 +67,7 @@ func (o Options) now() time.Time {
 
 const (
 	currentLink = "current"
+	historyFile = "history"
 	pubDir      = "publications"
 	stagingPfx  = ".staging-"
 )
@@ -113,6 +121,9 @@ func Prepare(ctx context.Context, root string, f Format, pkgs []string, o Option
 		return "", fmt.Errorf("publish: %w", err)
 	}
 	if err := removeStaging(pubs); err != nil {
+		return "", err
+	}
+	if _, err := RemoveUnpublished(root); err != nil {
 		return "", err
 	}
 	live, err := Current(root)
@@ -237,18 +248,12 @@ func rollback(root string, f Format, o Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	names, err := List(root)
+	prev, err := Previous(root, live)
 	if err != nil {
 		return "", err
 	}
-	prev := ""
-	for _, n := range names {
-		if seqOf(n) < seqOf(live) {
-			prev = n
-		}
-	}
 	if prev == "" {
-		return "", fmt.Errorf("publish: %s is the oldest publication kept: there is nothing to roll back to", live)
+		return "", fmt.Errorf("publish: %s is the oldest live publication kept: there is nothing to roll back to", live)
 	}
 	if err := f.Verify(filepath.Join(root, pubDir, prev)); err != nil {
 		return "", fmt.Errorf("publish: refusing to roll back to %s, it does not verify: %w", prev, err)
@@ -277,35 +282,186 @@ func switchTo(root, name string, o Options) error {
 	if err := os.Rename(tmp, filepath.Join(root, currentLink)); err != nil {
 		return fmt.Errorf("publish: switching %s to %s: %w", currentLink, name, err)
 	}
+	if err := syncDir(root); err != nil {
+		return err
+	}
+	// After the switch: a kill in between leaves name live but not in the
+	// history, and the live publication always counts as having gone live.
+	if err := appendHistory(root, name); err != nil {
+		return fmt.Errorf("publish: %s is live, but recording it in %s failed: %w", name, historyFile, err)
+	}
+	return nil
+}
+
+// appendHistory adds name to the history file (written whole, atomically).
+func appendHistory(root, name string) error {
+	b, err := os.ReadFile(filepath.Join(root, historyFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	b = append(b, name+"\n"...)
+	tmp := filepath.Join(root, ".history.tmp")
+	if err := os.WriteFile(tmp, b, FileMode); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, FileMode); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(root, historyFile)); err != nil {
+		return err
+	}
 	return syncDir(root)
 }
 
-// prune removes the oldest publications beyond keep, never the live one.
-func prune(root string, keep int) error {
-	live, err := Current(root)
-	if err != nil {
-		return err
-	}
+// Live returns the publications that went live (the live one included),
+// oldest first. A root published before the history file existed counts
+// every publication up to the live one.
+func Live(root string) ([]string, error) {
 	names, err := List(root)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	cur, err := Current(root)
+	if err != nil && !errors.Is(err, ErrNothingPublished) {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(root, historyFile))
+	legacy := errors.Is(err, fs.ErrNotExist)
+	if err != nil && !legacy {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	went := map[string]bool{cur: cur != ""}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			went[l] = true
+		}
+	}
+	var out []string
+	for _, n := range names {
+		if went[n] || (legacy && cur != "" && seqOf(n) <= seqOf(cur)) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// Unpublished returns the complete publications that never went live
+// (staged by a run that failed or was a snapshot), oldest first.
+func Unpublished(root string) ([]string, error) {
+	names, err := List(root)
+	if err != nil {
+		return nil, err
+	}
+	live, err := Live(root)
+	if err != nil {
+		return nil, err
+	}
+	went := map[string]bool{}
+	for _, n := range live {
+		went[n] = true
+	}
+	var out []string
+	for _, n := range names {
+		if !went[n] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// RemoveUnpublished removes the publications that never went live and
+// returns their names.
+func RemoveUnpublished(root string) ([]string, error) {
+	names, err := Unpublished(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if err := Remove(root, n); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
+// Remove removes the publication name, which must not be live.
+func Remove(root, name string) error {
+	if cur, _ := Current(root); cur == name {
+		return fmt.Errorf("publish: refusing to remove %s: it is live", name)
+	}
+	if seqOf(name) == 0 || filepath.Base(name) != name {
+		return fmt.Errorf("publish: %q is not a publication name", name)
+	}
+	// Rename first (atomic): a kill while deleting leaves trash that the
+	// next publish removes, never a half-deleted publication that looks
+	// complete.
+	trash := filepath.Join(root, pubDir, stagingPfx+"removed-"+name)
+	if err := os.Rename(filepath.Join(root, pubDir, name), trash); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("publish: removing %s: %w", name, err)
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		return fmt.Errorf("publish: removing %s: %w", name, err)
+	}
+	return nil
+}
+
+// Previous is the publication users had before name: the newest
+// publication older than name that went live; "" when there is none.
+func Previous(root, name string) (string, error) {
+	live, err := Live(root)
+	if err != nil {
+		return "", err
+	}
+	prev := ""
+	for _, n := range live {
+		if seqOf(n) < seqOf(name) {
+			prev = n
+		}
+	}
+	return prev, nil
+}
+
+// Prune removes the oldest live publications beyond keep (at least 2),
+// never the live one nor the one a rollback returns to, and returns their
+// names. Each publication is a complete tree holding the by-hash files its
+// clients need (the apt writer carries the previous generation's), so
+// removing whole publications never breaks a kept one. Publications that
+// never went live are not counted; RemoveUnpublished removes them.
+func Prune(root string, keep int) ([]string, error) {
+	if keep < 2 {
+		return nil, fmt.Errorf("publish: keep %d publications: want at least 2 (the live one and a rollback target)", keep)
+	}
+	live, err := Current(root)
+	if err != nil {
+		return nil, err
+	}
+	back, err := Previous(root, live)
+	if err != nil {
+		return nil, err
+	}
+	names, err := Live(root)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
 	for len(names) > keep {
-		if names[0] != live {
-			// Rename first (atomic): a kill while deleting leaves trash
-			// that the next publish removes, never a half-deleted
-			// publication that looks complete.
-			trash := filepath.Join(root, pubDir, stagingPfx+"pruned-"+names[0])
-			if err := os.Rename(filepath.Join(root, pubDir, names[0]), trash); err != nil {
-				return err
+		if n := names[0]; n != live && n != back {
+			if err := Remove(root, n); err != nil {
+				return removed, err
 			}
-			if err := os.RemoveAll(trash); err != nil {
-				return err
-			}
+			removed = append(removed, n)
 		}
 		names = names[1:]
 	}
-	return nil
+	return removed, nil
+}
+
+func prune(root string, keep int) error {
+	_, err := Prune(root, keep)
+	return err
 }
 
 func removeStaging(pubs string) error {
