@@ -40,9 +40,11 @@ type Options struct {
 
 	// breakStage, set by tests, makes the named stage fail deliberately.
 	breakStage string
-	// skipRequired, set by tests that cover sign and verify elsewhere
-	// (TestDemo) and need a cheaper run, lets them skip required stages;
-	// such a run is still a snapshot, never switched live.
+	// skipRequired lets a run skip required stages: set only by the
+	// reproducibility rebuild (a child process of verify that builds in
+	// scratch, compares bytes and never signs or publishes) and by tests
+	// that cover sign and verify elsewhere (TestDemo). Such a run is still
+	// a snapshot, never switched live.
 	skipRequired bool
 }
 
