@@ -215,3 +215,79 @@ func Traversable(dir string) error {
 		}
 	}
 }
+
+// DirServer is nginx serving one directory (ServeDir).
+type DirServer struct {
+	*Server
+	// Mounted is the read-only bind mount nginx serves through, "" when
+	// it serves the directory where it is.
+	Mounted string
+}
+
+// ServeDir serves dir (a publication) at / with nginx's workers as User.
+// What is inside dir must be readable by User, as on any host: a 0700
+// directory or 0600 file in it is refused. The directories above dir are
+// not the publication's (a checkout under /root, a test's 0700 temporary
+// directory): when User cannot traverse them, dir is served through a
+// read-only bind mount of it in a fresh directory under the system's
+// temporary directory (root only), removed by Close.
+func ServeDir(ctx context.Context, dir, runDir string) (*DirServer, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if Traversable(filepath.Dir(abs)) == nil {
+		srv, err := Start(ctx, DirSite("", abs), runDir)
+		if err != nil {
+			return nil, err
+		}
+		return &DirServer{Server: srv}, nil
+	}
+	base, err := os.MkdirTemp("", "halvm-nginx-")
+	if err != nil {
+		return nil, fmt.Errorf("nginx: %w", err)
+	}
+	if err := os.Chmod(base, 0o755); err != nil {
+		os.Remove(base)
+		return nil, fmt.Errorf("nginx: %w", err)
+	}
+	mnt := filepath.Join(base, "publication")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		os.RemoveAll(base)
+		return nil, fmt.Errorf("nginx: %w", err)
+	}
+	cleanup := func() {
+		_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
+		_ = os.Remove(mnt)
+		_ = os.Remove(base)
+	}
+	if err := syscall.Mount(abs, mnt, "", syscall.MS_BIND, ""); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("nginx: %s cannot be reached by %s and bind-mounting it elsewhere failed (%w): %v", abs, User, err, Traversable(filepath.Dir(abs)))
+	}
+	if err := syscall.Mount("", mnt, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("nginx: making the bind mount of %s read-only: %w", abs, err)
+	}
+	srv, err := Start(ctx, DirSite("", mnt), runDir)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	return &DirServer{Server: srv, Mounted: mnt}, nil
+}
+
+// Close stops nginx and removes the bind mount.
+func (d *DirServer) Close() error {
+	err := d.Server.Close()
+	if d.Mounted != "" {
+		if uerr := syscall.Unmount(d.Mounted, 0); uerr != nil {
+			if uerr2 := syscall.Unmount(d.Mounted, syscall.MNT_DETACH); uerr2 != nil && err == nil {
+				err = fmt.Errorf("nginx: unmounting %s: %w", d.Mounted, uerr2)
+			}
+		}
+		_ = os.Remove(d.Mounted)
+		_ = os.Remove(filepath.Dir(d.Mounted))
+	}
+	return err
+}

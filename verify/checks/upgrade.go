@@ -45,7 +45,7 @@ func upgradeChecks(c Config) []verify.Check {
 	var out []verify.Check
 	for _, fl := range c.Flavours {
 		fl := fl
-		needs := []verify.Prereq{verify.NeedRoot(), verify.NeedCommand("mmdebstrap", "mmdebstrap"), verify.NeedCommand("dpkg", "dpkg-deb")}
+		needs := []verify.Prereq{verify.NeedRoot(), verify.NeedCommand("mmdebstrap", "mmdebstrap"), verify.NeedCommand("dpkg", "dpkg-deb"), needNginx}
 		if c.PreviousAptDir == "" {
 			needs = append(needs, verify.Prereq{What: "an earlier release", Remedy: "none needed: a first release has nothing to upgrade from",
 				Check: func(context.Context) error {
@@ -115,7 +115,7 @@ func aptUpgrade(ctx context.Context, env *verify.Env, prev, dir, flavour string)
 	ev.Checked++
 	// The user's apt now finds this release where the previous one was:
 	// the same halvm.sources, pointing at this publication.
-	url, stop, err := serveDir(dir)
+	url, stop, err := serveDir(ctx, env, dir)
 	if err != nil {
 		return ev, err
 	}
