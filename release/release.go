@@ -37,6 +37,9 @@ type Options struct {
 	Log      io.Writer // one line per stage, progress; nil is silent
 	// Keep is how many live publications each repository keeps (0: 5).
 	Keep int
+	// VerifyCache is the verification's download cache (HALVM_VERIFY_CACHE);
+	// "" is <cache>/verify.
+	VerifyCache string
 
 	// breakStage, set by tests, makes the named stage fail deliberately.
 	breakStage string

@@ -78,7 +78,7 @@ func VerifyBuilt(ctx context.Context, getenv func(string) string, progress io.Wr
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	env.CacheDir = VerifyCacheDir(cfgPlan.CacheDir)
+	env.CacheDir = config.VerifyCacheDir(getenv, cfgPlan.CacheDir)
 	if apt, err := checks.AptPublication(env); err == nil {
 		c.PreviousAptDir = checks.PreviousPublication(apt)
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -30,4 +31,14 @@ func Keep(env Getenv) (int, error) {
 		return 0, fmt.Errorf("HALVM_KEEP=%q: want a whole number of publications, at least 2 (the live one and the one a rollback returns to)", v)
 	}
 	return n, nil
+}
+
+// VerifyCacheDir is where the verification keeps its downloads (the clean
+// Debian rootfs template, the Xen machine): HALVM_VERIFY_CACHE, else
+// <cacheDir>/verify.
+func VerifyCacheDir(env Getenv, cacheDir string) string {
+	if d := env("HALVM_VERIFY_CACHE"); d != "" {
+		return d
+	}
+	return filepath.Join(cacheDir, "verify")
 }
