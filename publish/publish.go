@@ -114,6 +114,12 @@ func Prepare(ctx context.Context, root string, f Format, pkgs []string, o Option
 		return "", err
 	}
 	pubs := filepath.Join(root, pubDir)
+	if err := os.MkdirAll(pubs, DirMode); err != nil {
+		return "", fmt.Errorf("publish: the publish root %s: %w (nothing was changed)", root, err)
+	}
+	if err := probe(root); err != nil {
+		return "", err
+	}
 	if err := PublicDir(pubs); err != nil {
 		return "", fmt.Errorf("publish: %w", err)
 	}
@@ -550,6 +556,21 @@ func stampTree(dir string, t time.Time) error {
 		}
 		return nil
 	})
+}
+
+// probe checks, before anything is written, that root is writable and
+// can hold the `current` symlink, naming the cause otherwise.
+func probe(root string) error {
+	p := filepath.Join(root, fmt.Sprintf(".probe-%d", os.Getpid()))
+	_ = os.Remove(p)
+	if err := os.WriteFile(p, nil, FileMode); err != nil {
+		return fmt.Errorf("publish: the publish root %s is not writable: %w (nothing was changed: make it writable, or publish elsewhere)", root, err)
+	}
+	os.Remove(p)
+	if err := os.Symlink(pubDir, p); err != nil {
+		return fmt.Errorf("publish: the publish root %s cannot hold symlinks: %w (nothing was changed: the live publication is a symlink switched atomically; publish on a filesystem with symlinks, e.g. ext4, xfs, btrfs or tmpfs)", root, err)
+	}
+	return os.Remove(p)
 }
 
 // Modes of everything under a publish root, whatever the umask: a web

@@ -153,6 +153,10 @@ func Prepare(ctx context.Context, c Config, debs, rpms []string) (Staged, error)
 		return Staged{}, fmt.Errorf("apt repository: %w", err)
 	}
 	if s.Dnf, err = publish.Prepare(ctx, c.DnfDir(), Dnf{c}, rpms, c.options("dnf")); err != nil {
+		// Nothing half-staged stays behind: the apt publication goes too.
+		if rerr := publish.Remove(c.AptDir(), s.Apt); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		return Staged{}, fmt.Errorf("dnf repository: %w", err)
 	}
 	return s, nil
