@@ -129,6 +129,9 @@ func Prepare(ctx context.Context, root string, f Format, pkgs []string, o Option
 	if err := removeStaging(pubs); err != nil {
 		return "", err
 	}
+	if err := repairHistory(root); err != nil {
+		return "", err
+	}
 	if _, err := RemoveUnpublished(root); err != nil {
 		return "", err
 	}
@@ -279,6 +282,9 @@ func switchTo(root, name string, o Options) error {
 		return fmt.Errorf("publish: stamping %s: %w", name, err)
 	}
 	o.step("stamped")
+	if err := repairHistory(root); err != nil {
+		return err
+	}
 	tmp := filepath.Join(root, ".current.tmp")
 	_ = os.Remove(tmp)
 	if err := os.Symlink(filepath.Join(pubDir, name), tmp); err != nil {
@@ -317,6 +323,32 @@ func appendHistory(root, name string) error {
 		return err
 	}
 	return syncDir(root)
+}
+
+// repairHistory writes into the history file every publication Live
+// counts but the file lacks: the live one after a kill between the switch
+// and its recording, or a root published before the history file existed.
+func repairHistory(root string) error {
+	live, err := Live(root)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(root, historyFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("publish: %w", err)
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(b), "\n") {
+		have[strings.TrimSpace(l)] = true
+	}
+	for _, n := range live {
+		if !have[n] {
+			if err := appendHistory(root, n); err != nil {
+				return fmt.Errorf("publish: recording %s in %s: %w", n, historyFile, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Live returns the publications that went live (the live one included),

@@ -433,3 +433,22 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestKillBeforeRecordingTheSwitch: a publisher killed after switching
+// but before recording the switch in the history leaves a live publication
+// the next publish records, never removes, and rolls back to.
+func TestKillBeforeRecordingTheSwitch(t *testing.T) {
+	root := t.TempDir()
+	ctx := context.Background()
+	p1, err := Publish(ctx, root, fileRepo{}, []string{pkg(t, "a_1", "1")}, Options{})
+	must(t, err)
+	p2, err := Publish(ctx, root, fileRepo{}, []string{pkg(t, "a_2", "2")}, Options{})
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(root, "history"), []byte(p1+"\n"), 0o644))
+	if _, err := Publish(ctx, root, fileRepo{}, []string{pkg(t, "a_3", "3")}, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := Rollback(root, fileRepo{}); err != nil || back != p2 {
+		t.Fatalf("rollback = %s, %v; want %s, live before the last publish", back, err, p2)
+	}
+}
