@@ -13,6 +13,7 @@ import (
 
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/testenv"
+	"github.com/halvm/halvm-release/publish"
 	"github.com/halvm/halvm-release/sample"
 )
 
@@ -62,6 +63,12 @@ func TestNondeterministicBuildIsCaught(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "repos", "apt", "current")); err == nil {
 		t.Error("a repository went live")
+	}
+	// History is only what went live: the failed run removed what it staged.
+	for _, repo := range []string{"apt", "dnf"} {
+		if names, _ := publish.List(filepath.Join(out, "repos", repo)); len(names) != 0 {
+			t.Errorf("the failed verification left %s publications %v", repo, names)
+		}
 	}
 
 	rep := readVerifyReport(t, out)
