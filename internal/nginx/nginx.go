@@ -125,7 +125,9 @@ func Start(ctx context.Context, s Site, runDir string) (*Server, error) {
 		return nil, fmt.Errorf("nginx: %w", err)
 	}
 	cmd := exec.Command(bin, "-e", filepath.Join(runDir, "error.log"), "-p", runDir, "-c", conf)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group (Close kills it whole); stopped (TERM: the
+	// master stops its workers) if this process dies without Close.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting nginx: %w", err)
 	}
