@@ -50,10 +50,19 @@ func demoOptions() (release.DemoOptions, error) {
 // Release runs every stage from the lock to a verified, published release.
 //
 // Configuration comes from the environment (`go run mage.go env`). With
-// HALVM_SKIP the run is a trial snapshot; HALVM_OFFICIAL=1 refuses skips,
-// pending pins and development keys.
+// HALVM_SKIP the run is a snapshot (staged, never switched live);
+// HALVM_OFFICIAL=1 (or true, yes) refuses skips, pending pins and
+// development keys.
 func Release(ctx context.Context) error {
 	plan, lock, err := config.Plan(os.Getenv)
+	if err != nil {
+		return err
+	}
+	official, err := config.Official(os.Getenv)
+	if err != nil {
+		return err
+	}
+	keep, err := config.Keep(os.Getenv)
 	if err != nil {
 		return err
 	}
@@ -65,7 +74,8 @@ func Release(ctx context.Context) error {
 	defer stop()
 	_, err = release.Run(ctx, plan, release.Options{Lock: lock, PGPKey: config.PGPKey(os.Getenv), CosignKey: config.CosignKey(os.Getenv),
 		RepoRoot: config.Get(os.Getenv, "HALVM_REPO_ROOT"), RepoURL: config.Get(os.Getenv, "HALVM_REPO_URL"), Registry: config.Get(os.Getenv, "HALVM_REGISTRY"),
-		Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}, Official: os.Getenv("HALVM_OFFICIAL") == "1", Log: os.Stderr})
+		Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}, Official: official, Keep: keep,
+		VerifyCache: config.VerifyCacheDir(os.Getenv, plan.CacheDir()), Log: os.Stderr})
 	return err
 }
 

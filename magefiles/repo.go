@@ -10,6 +10,7 @@ import (
 
 	"github.com/halvm/halvm-release/internal/config"
 	"github.com/halvm/halvm-release/internal/devkeys"
+	"github.com/halvm/halvm-release/publish"
 	"github.com/halvm/halvm-release/repos"
 )
 
@@ -59,6 +60,48 @@ func (Repo) Rollback() error {
 	}
 	fmt.Printf("repo:rollback: apt is now %s, dnf is now %s\n", s.Apt, s.Dnf)
 	return nil
+}
+
+// Staged serves the newest staged publications (a snapshot's, never live) as /apt and /dnf until interrupted.
+//
+// A run that skipped stages (a snapshot) stages its publications and stops
+// before the switch: this is how to look at them. Serves HALVM_REPO_ROOT's
+// staged publications on HALVM_REPO_ADDR.
+func (Repo) Staged(ctx context.Context) error {
+	c := repos.Config{Root: config.Get(os.Getenv, "HALVM_REPO_ROOT")}
+	s, err := repos.Newest(c)
+	if err != nil {
+		return fmt.Errorf("repo:staged: %w", err)
+	}
+	srv, err := publish.Serve(repos.StagedHandler(c, s), config.Get(os.Getenv, "HALVM_REPO_ADDR"))
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	fmt.Printf("serving the STAGED (not live) publications apt/%s and dnf/%s at %s/apt and %s/dnf (Ctrl-C stops)\n", s.Apt, s.Dnf, srv.URL, srv.URL)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	<-ctx.Done()
+	return nil
+}
+
+// Prune keeps the last HALVM_KEEP (default 5) live publications of each repository and removes the rest.
+//
+// Never the live publication nor the one repo:rollback returns to;
+// publications that never went live (a failed run's, a snapshot's) go too.
+func (Repo) Prune() error {
+	keep, err := config.Keep(os.Getenv)
+	if err != nil {
+		return err
+	}
+	removed, err := repos.Prune(repos.Config{Root: config.Get(os.Getenv, "HALVM_REPO_ROOT")}, keep)
+	for _, n := range removed {
+		fmt.Println("repo:prune: removed", n)
+	}
+	if err == nil {
+		fmt.Printf("repo:prune: %d publication(s) removed, the last %d live ones kept per repository\n", len(removed), keep)
+	}
+	return err
 }
 
 // Keys groups the key targets.

@@ -7,8 +7,15 @@
 // Layout under the publish root:
 //
 //	current -> publications/0003-1f2e3d4c   (symlink, relative)
+//	history                                 every publication that went live, one name a line
 //	publications/0001-.../                  complete trees, oldest first
 //	publications/.staging-*/                unfinished work, removed by the next publish
+//
+// History is only what went live: a publication prepared but never
+// switched to (its run failed, or was a snapshot) is never a rollback
+// target, never "the previous release", never counted as kept, and the
+// next Prepare (or RemoveUnpublished) removes it. Everything under the
+// root is world-readable (FileMode, DirMode) whatever the umask.
 package publish
 
 import (
@@ -60,6 +67,7 @@ func (o Options) now() time.Time {
 
 const (
 	currentLink = "current"
+	historyFile = "history"
 	pubDir      = "publications"
 	stagingPfx  = ".staging-"
 )
@@ -106,10 +114,25 @@ func Prepare(ctx context.Context, root string, f Format, pkgs []string, o Option
 		return "", err
 	}
 	pubs := filepath.Join(root, pubDir)
-	if err := os.MkdirAll(pubs, 0o755); err != nil {
+	if err := os.MkdirAll(pubs, DirMode); err != nil {
+		return "", fmt.Errorf("publish: the publish root %s: %w (nothing was changed)", root, err)
+	}
+	if err := probe(root); err != nil {
+		return "", err
+	}
+	if err := PublicDir(pubs); err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	if err := PublicDir(root); err != nil {
 		return "", fmt.Errorf("publish: %w", err)
 	}
 	if err := removeStaging(pubs); err != nil {
+		return "", err
+	}
+	if err := repairHistory(root); err != nil {
+		return "", err
+	}
+	if _, err := RemoveUnpublished(root); err != nil {
 		return "", err
 	}
 	live, err := Current(root)
@@ -128,6 +151,11 @@ func Prepare(ctx context.Context, root string, f Format, pkgs []string, o Option
 	o.step("staging-created")
 	if err := f.Write(ctx, staging, liveDir, pkgs); err != nil {
 		return "", fmt.Errorf("publish: writing the new publication: %w", err)
+	}
+	// Whatever the umask (the rebuild runs with 077) and whatever modes
+	// the writer chose: a web server's unprivileged workers read it all.
+	if err := makePublic(staging); err != nil {
+		return "", fmt.Errorf("publish: making the new publication world-readable: %w", err)
 	}
 	o.step("written")
 	if err := f.Verify(staging); err != nil {
@@ -229,18 +257,12 @@ func rollback(root string, f Format, o Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	names, err := List(root)
+	prev, err := Previous(root, live)
 	if err != nil {
 		return "", err
 	}
-	prev := ""
-	for _, n := range names {
-		if seqOf(n) < seqOf(live) {
-			prev = n
-		}
-	}
 	if prev == "" {
-		return "", fmt.Errorf("publish: %s is the oldest publication kept: there is nothing to roll back to", live)
+		return "", fmt.Errorf("publish: %s is the oldest live publication kept: there is nothing to roll back to", live)
 	}
 	if err := f.Verify(filepath.Join(root, pubDir, prev)); err != nil {
 		return "", fmt.Errorf("publish: refusing to roll back to %s, it does not verify: %w", prev, err)
@@ -251,10 +273,18 @@ func rollback(root string, f Format, o Options) (string, error) {
 // switchTo stamps publications/name with the time of the switch (see
 // stampTree) and atomically points `current` at it.
 func switchTo(root, name string, o Options) error {
+	// A publication made before modes were set explicitly (or changed
+	// since) is made world-readable before it is served again.
+	if err := makePublic(filepath.Join(root, pubDir, name)); err != nil {
+		return fmt.Errorf("publish: making %s world-readable: %w", name, err)
+	}
 	if err := stampTree(filepath.Join(root, pubDir, name), switchTime(root, o.now())); err != nil {
 		return fmt.Errorf("publish: stamping %s: %w", name, err)
 	}
 	o.step("stamped")
+	if err := repairHistory(root); err != nil {
+		return err
+	}
 	tmp := filepath.Join(root, ".current.tmp")
 	_ = os.Remove(tmp)
 	if err := os.Symlink(filepath.Join(pubDir, name), tmp); err != nil {
@@ -264,35 +294,212 @@ func switchTo(root, name string, o Options) error {
 	if err := os.Rename(tmp, filepath.Join(root, currentLink)); err != nil {
 		return fmt.Errorf("publish: switching %s to %s: %w", currentLink, name, err)
 	}
+	if err := syncDir(root); err != nil {
+		return err
+	}
+	// After the switch: a kill in between leaves name live but not in the
+	// history, and the live publication always counts as having gone live.
+	if err := appendHistory(root, name); err != nil {
+		return fmt.Errorf("publish: %s is live, but recording it in %s failed: %w", name, historyFile, err)
+	}
+	return nil
+}
+
+// appendHistory adds name to the history file (written whole, atomically).
+func appendHistory(root, name string) error {
+	b, err := os.ReadFile(filepath.Join(root, historyFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	b = append(b, name+"\n"...)
+	tmp := filepath.Join(root, ".history.tmp")
+	if err := os.WriteFile(tmp, b, FileMode); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, FileMode); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(root, historyFile)); err != nil {
+		return err
+	}
 	return syncDir(root)
 }
 
-// prune removes the oldest publications beyond keep, never the live one.
-func prune(root string, keep int) error {
-	live, err := Current(root)
+// repairHistory writes into the history file every publication Live
+// counts but the file lacks: the live one after a kill between the switch
+// and its recording, or a root published before the history file existed.
+func repairHistory(root string) error {
+	live, err := Live(root)
 	if err != nil {
 		return err
 	}
+	b, err := os.ReadFile(filepath.Join(root, historyFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("publish: %w", err)
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(b), "\n") {
+		have[strings.TrimSpace(l)] = true
+	}
+	for _, n := range live {
+		if !have[n] {
+			if err := appendHistory(root, n); err != nil {
+				return fmt.Errorf("publish: recording %s in %s: %w", n, historyFile, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Live returns the publications that went live (the live one included),
+// oldest first. A root published before the history file existed counts
+// every publication up to the live one.
+func Live(root string) ([]string, error) {
 	names, err := List(root)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	cur, err := Current(root)
+	if err != nil && !errors.Is(err, ErrNothingPublished) {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(root, historyFile))
+	legacy := errors.Is(err, fs.ErrNotExist)
+	if err != nil && !legacy {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	went := map[string]bool{cur: cur != ""}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			went[l] = true
+		}
+	}
+	var out []string
+	for _, n := range names {
+		if went[n] || (legacy && cur != "" && seqOf(n) <= seqOf(cur)) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// Unpublished returns the complete publications that never went live
+// (staged by a run that failed or was a snapshot), oldest first.
+func Unpublished(root string) ([]string, error) {
+	names, err := List(root)
+	if err != nil {
+		return nil, err
+	}
+	live, err := Live(root)
+	if err != nil {
+		return nil, err
+	}
+	went := map[string]bool{}
+	for _, n := range live {
+		went[n] = true
+	}
+	var out []string
+	for _, n := range names {
+		if !went[n] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// RemoveUnpublished removes the publications that never went live and
+// returns their names.
+func RemoveUnpublished(root string) ([]string, error) {
+	names, err := Unpublished(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if err := Remove(root, n); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
+// Remove removes the publication name, which must not be live.
+func Remove(root, name string) error {
+	if cur, _ := Current(root); cur == name {
+		return fmt.Errorf("publish: refusing to remove %s: it is live", name)
+	}
+	if seqOf(name) == 0 || filepath.Base(name) != name {
+		return fmt.Errorf("publish: %q is not a publication name", name)
+	}
+	// Rename first (atomic): a kill while deleting leaves trash that the
+	// next publish removes, never a half-deleted publication that looks
+	// complete.
+	trash := filepath.Join(root, pubDir, stagingPfx+"removed-"+name)
+	if err := os.Rename(filepath.Join(root, pubDir, name), trash); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("publish: removing %s: %w", name, err)
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		return fmt.Errorf("publish: removing %s: %w", name, err)
+	}
+	return nil
+}
+
+// Previous is the publication users had before name: the newest
+// publication older than name that went live; "" when there is none.
+func Previous(root, name string) (string, error) {
+	live, err := Live(root)
+	if err != nil {
+		return "", err
+	}
+	prev := ""
+	for _, n := range live {
+		if seqOf(n) < seqOf(name) {
+			prev = n
+		}
+	}
+	return prev, nil
+}
+
+// Prune removes the oldest live publications beyond keep (at least 2),
+// never the live one nor the one a rollback returns to, and returns their
+// names. Each publication is a complete tree holding the by-hash files its
+// clients need (the apt writer carries the previous generation's), so
+// removing whole publications never breaks a kept one. Publications that
+// never went live are not counted; RemoveUnpublished removes them.
+func Prune(root string, keep int) ([]string, error) {
+	if keep < 2 {
+		return nil, fmt.Errorf("publish: keep %d publications: want at least 2 (the live one and a rollback target)", keep)
+	}
+	live, err := Current(root)
+	if err != nil {
+		return nil, err
+	}
+	back, err := Previous(root, live)
+	if err != nil {
+		return nil, err
+	}
+	names, err := Live(root)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
 	for len(names) > keep {
-		if names[0] != live {
-			// Rename first (atomic): a kill while deleting leaves trash
-			// that the next publish removes, never a half-deleted
-			// publication that looks complete.
-			trash := filepath.Join(root, pubDir, stagingPfx+"pruned-"+names[0])
-			if err := os.Rename(filepath.Join(root, pubDir, names[0]), trash); err != nil {
-				return err
+		if n := names[0]; n != live && n != back {
+			if err := Remove(root, n); err != nil {
+				return removed, err
 			}
-			if err := os.RemoveAll(trash); err != nil {
-				return err
-			}
+			removed = append(removed, n)
 		}
 		names = names[1:]
 	}
-	return nil
+	return removed, nil
+}
+
+func prune(root string, keep int) error {
+	_, err := Prune(root, keep)
+	return err
 }
 
 func removeStaging(pubs string) error {
@@ -381,6 +588,66 @@ func stampTree(dir string, t time.Time) error {
 		}
 		return nil
 	})
+}
+
+// probe checks, before anything is written, that root is writable and
+// can hold the `current` symlink, naming the cause otherwise.
+func probe(root string) error {
+	p := filepath.Join(root, fmt.Sprintf(".probe-%d", os.Getpid()))
+	_ = os.Remove(p)
+	if err := os.WriteFile(p, nil, FileMode); err != nil {
+		return fmt.Errorf("publish: the publish root %s is not writable: %w (nothing was changed: make it writable, or publish elsewhere)", root, err)
+	}
+	os.Remove(p)
+	if err := os.Symlink(pubDir, p); err != nil {
+		return fmt.Errorf("publish: the publish root %s cannot hold symlinks: %w (nothing was changed: the live publication is a symlink switched atomically; publish on a filesystem with symlinks, e.g. ext4, xfs, btrfs or tmpfs)", root, err)
+	}
+	return os.Remove(p)
+}
+
+// Modes of everything under a publish root, whatever the umask: a web
+// server running as an unprivileged user (nginx's www-data workers) must
+// read every file and traverse every directory.
+const (
+	FileMode fs.FileMode = 0o644
+	DirMode  fs.FileMode = 0o755
+)
+
+// PublicDir creates dir (and its missing parents) and sets its mode to
+// DirMode, whatever the umask.
+func PublicDir(dir string) error {
+	if err := os.MkdirAll(dir, DirMode); err != nil {
+		return err
+	}
+	return os.Chmod(dir, DirMode)
+}
+
+// makePublic sets every directory under dir (dir included) to DirMode and
+// every regular file to FileMode.
+func makePublic(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return chmodIf(p, d, DirMode)
+		case d.Type().IsRegular():
+			return chmodIf(p, d, FileMode)
+		}
+		return nil
+	})
+}
+
+func chmodIf(p string, d fs.DirEntry, mode fs.FileMode) error {
+	fi, err := d.Info()
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm() == mode && fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) == 0 {
+		return nil
+	}
+	return os.Chmod(p, mode)
 }
 
 func syncTree(dir string) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -324,5 +325,130 @@ func TestSwitchesWithinOneSecond(t *testing.T) {
 	}
 	if want := time.Date(2030, 1, 1, 0, 0, 2, 0, time.UTC); !mtime().Equal(want) {
 		t.Fatalf("rollback within the same second: INDEX mtime = %v, want %v", mtime(), want)
+	}
+}
+
+// TestHistoryIsOnlyWhatWentLive: a publication prepared but never made
+// live is never a rollback target nor the previous release, the next
+// Prepare removes it, and Prune keeps the last N live publications, the
+// live one and the rollback target.
+func TestHistoryIsOnlyWhatWentLive(t *testing.T) {
+	root := t.TempDir()
+	ctx := context.Background()
+	o := Options{Keep: 10}
+	p1, err := Publish(ctx, root, fileRepo{}, []string{pkg(t, "a_1", "1")}, o)
+	must(t, err)
+	p2, err := Publish(ctx, root, fileRepo{}, []string{pkg(t, "a_2", "2")}, o)
+	must(t, err)
+	staged, err := Prepare(ctx, root, fileRepo{}, []string{pkg(t, "a_3", "3")}, o)
+	must(t, err)
+	if un, _ := Unpublished(root); len(un) != 1 || un[0] != staged {
+		t.Fatalf("unpublished = %v, want [%s]", un, staged)
+	}
+	if prev, _ := Previous(root, staged); prev != p2 {
+		t.Fatalf("previous of the staged %s = %s, want the live %s", staged, prev, p2)
+	}
+	// Roll back to p1, then forward again: the staged one is skipped both ways.
+	back, err := Rollback(root, fileRepo{})
+	if err != nil || back != p1 {
+		t.Fatalf("rollback = %s, %v; want %s", back, err, p1)
+	}
+	must(t, Activate(root, fileRepo{}, p2, o))
+	if prev, _ := Previous(root, p2); prev != p1 {
+		t.Fatalf("previous of %s = %s, want %s (never the staged %s)", p2, prev, p1, staged)
+	}
+	// The next Prepare removes the never-live publication.
+	p3, err := Publish(ctx, root, fileRepo{}, []string{pkg(t, "a_4", "4")}, o)
+	must(t, err)
+	if _, err := os.Stat(filepath.Join(root, "publications", staged)); err == nil {
+		t.Fatalf("the never-live %s survived the next publish", staged)
+	}
+	if live, _ := Live(root); strings.Join(live, " ") != strings.Join([]string{p1, p2, p3}, " ") {
+		t.Fatalf("live history %v, want %s %s %s", live, p1, p2, p3)
+	}
+	// Prune to 2: p1 goes; p2 (the rollback target) and p3 (live) stay.
+	var more []string
+	for i := 5; i <= 6; i++ {
+		n, err := Publish(ctx, root, fileRepo{}, []string{pkg(t, fmt.Sprintf("a_%d", i), "x")}, o)
+		must(t, err)
+		more = append(more, n)
+	}
+	// Roll back once: live is more[0], the rollback target p3.
+	if back, err := Rollback(root, fileRepo{}); err != nil || back != more[0] {
+		t.Fatalf("rollback = %s, %v", back, err)
+	}
+	removed, err := Prune(root, 2)
+	must(t, err)
+	names, _ := List(root)
+	want := []string{p3, more[0], more[1]}
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Fatalf("after prune to 2 (removed %v) kept %v, want %v: the rollback target %s and the live %s must stay", removed, names, want, p3, more[0])
+	}
+	if _, err := Prune(root, 1); err == nil {
+		t.Fatal("prune to 1 accepted")
+	}
+}
+
+// TestModesWhateverTheUmask: publish, switch, rollback and prune under
+// umask 077 leave every file 0644 and every directory 0755.
+func TestModesWhateverTheUmask(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	root := filepath.Join(t.TempDir(), "root")
+	ctx := context.Background()
+	for i := 1; i <= 4; i++ {
+		if _, err := Publish(ctx, root, fileRepo{}, []string{pkg(t, fmt.Sprintf("a_%d", i), "x")}, Options{Keep: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An old publication made 0700 (before modes were explicit) is fixed
+	// when a rollback switches to it.
+	prev, _ := Previous(root, mustCurrent(t, root))
+	must(t, os.Chmod(filepath.Join(root, "publications", prev), 0o700))
+	if _, err := Rollback(root, fileRepo{}); err != nil {
+		t.Fatal(err)
+	}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, _ := d.Info()
+		if d.IsDir() && fi.Mode().Perm() != DirMode || d.Type().IsRegular() && fi.Mode().Perm() != FileMode {
+			t.Errorf("%s is %04o", p, fi.Mode().Perm())
+		}
+		return nil
+	})
+	must(t, err)
+}
+
+func mustCurrent(t *testing.T, root string) string {
+	c, err := Current(root)
+	must(t, err)
+	return c
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKillBeforeRecordingTheSwitch: a publisher killed after switching
+// but before recording the switch in the history leaves a live publication
+// the next publish records, never removes, and rolls back to.
+func TestKillBeforeRecordingTheSwitch(t *testing.T) {
+	root := t.TempDir()
+	ctx := context.Background()
+	p1, err := Publish(ctx, root, fileRepo{}, []string{pkg(t, "a_1", "1")}, Options{})
+	must(t, err)
+	p2, err := Publish(ctx, root, fileRepo{}, []string{pkg(t, "a_2", "2")}, Options{})
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(root, "history"), []byte(p1+"\n"), 0o644))
+	if _, err := Publish(ctx, root, fileRepo{}, []string{pkg(t, "a_3", "3")}, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := Rollback(root, fileRepo{}); err != nil || back != p2 {
+		t.Fatalf("rollback = %s, %v; want %s, live before the last publish", back, err, p2)
 	}
 }

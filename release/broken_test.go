@@ -12,10 +12,13 @@ import (
 	"github.com/halvm/halvm-release/publish"
 )
 
-// TestBrokenStagePublishesNothing: after a good release, a run whose stage
+// TestBrokenStagePublishesNothing: a snapshot (a run that skipped stages)
+// stages its publications and never switches them live; a run whose stage
 // fails — early (sources) or after the repositories were staged (verify) —
-// leaves the live repositories exactly as they were, and records the later
-// stages, publish among them, as not run.
+// leaves the live repositories exactly as they were, leaves nothing in
+// publications/ that never went live (the snapshot's staged publication is
+// removed at the next run's start, the failed verify run removes its own),
+// and records the later stages, publish among them, as not run.
 func TestBrokenStagePublishesNothing(t *testing.T) {
 	testenv.NeedCommand(t, "autoconf", "autoconf")
 	real, dir, cache := demoSetup(t)
@@ -35,7 +38,7 @@ func TestBrokenStagePublishesNothing(t *testing.T) {
 			}
 		}
 		l, err := Demo(ctx, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo"), WorkDir: filepath.Join(dir, "work"), RealLock: real,
-			Skip: s, Addr: "127.0.0.1:0", Log: &log, breakStage: breakStage})
+			Skip: s, Addr: "127.0.0.1:0", Log: &log, breakStage: breakStage, skipRequired: true})
 		t.Logf("demo (broken: %q):\n%s", breakStage, log.String())
 		return l, err
 	}
@@ -45,6 +48,12 @@ func TestBrokenStagePublishesNothing(t *testing.T) {
 	apt, dnf := filepath.Join(out, "repos", "apt"), filepath.Join(out, "repos", "dnf")
 	liveApt, _ := publish.Current(apt)
 	liveDnf, _ := publish.Current(dnf)
+	if liveApt != "" || liveDnf != "" {
+		t.Fatalf("a snapshot switched live: apt %q, dnf %q", liveApt, liveDnf)
+	}
+	if un, _ := publish.Unpublished(apt); len(un) != 1 {
+		t.Fatalf("the snapshot staged %v, want one apt publication to look at", un)
+	}
 	for _, broken := range []string{"sources", "verify"} {
 		l, err := demo(broken)
 		if name, ok := pipeline.IsStageError(err); !ok || name != broken {
@@ -74,10 +83,11 @@ func TestBrokenStagePublishesNothing(t *testing.T) {
 		if failed != broken {
 			t.Errorf("dist/ledger.json records %q as the failed stage, want %q", failed, broken)
 		}
-	}
-	// The verify failure happened after staging: a newer publication exists
-	// beside the live one, and it is not live.
-	if names, _ := publish.List(apt); len(names) < 2 || names[len(names)-1] == liveApt {
-		t.Errorf("apt publications %v: want a staged one newer than the live %s", names, liveApt)
+		// History is only what went live.
+		for _, root := range []string{apt, dnf} {
+			if names, _ := publish.List(root); len(names) != 0 {
+				t.Errorf("broken %s: %s/publications holds %v, none of which ever went live", broken, root, names)
+			}
+		}
 	}
 }

@@ -39,6 +39,7 @@ type DemoOptions struct {
 	Install bool
 
 	breakStage    string           // tests: a stage that fails deliberately
+	skipRequired  bool             // tests: Options.skipRequired
 	sampleOverlay map[string]fs.FS // tests: files replacing the sample upstream's (sampleup.Options.Extra)
 }
 
@@ -98,8 +99,10 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 	registry := reg.Addr + "/halvm"
 	fmt.Fprintf(o.Log, "demo: images are pushed to a local registry at %s for the run's duration\n", registry)
 	l, err := Run(ctx, plan, Options{Lock: up.Lock, PGPKey: keys.PGPSource(), CosignKey: keys.CosignSource(),
-		RepoRoot: repoRoot, RepoURL: srv.URL, Registry: registry, Log: o.Log, breakStage: o.breakStage})
-	if err == nil {
+		RepoRoot: repoRoot, RepoURL: srv.URL, Registry: registry, Log: o.Log, breakStage: o.breakStage, skipRequired: o.skipRequired})
+	if err == nil && len(o.Skip) > 0 {
+		fmt.Fprintf(o.Log, "demo: a snapshot (stages skipped): its repositories are staged under %s, not live\n", repoRoot)
+	} else if err == nil {
 		fmt.Fprintf(o.Log, "demo: repositories published under %s (served at %s/apt and %s/dnf during the run; `go run mage.go repo:serve` serves them again)\n", repoRoot, srv.URL, srv.URL)
 		fmt.Fprintf(o.Log, "demo: verify this release again at any time (the images are re-served from %s/oci/cosign):\n  %s go run mage.go verify\n", o.OutDir, strings.Join(DemoVerifyEnv(o, keys), " "))
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/testenv"
+	"github.com/halvm/halvm-release/publish"
 	"github.com/halvm/halvm-release/sample"
 )
 
@@ -50,7 +51,7 @@ func TestNondeterministicBuildIsCaught(t *testing.T) {
 	var log bytes.Buffer
 	skip := map[string]string{"image": "covered by TestDemo", "sign": "covered by TestDemo"}
 	l, err := Demo(ctx, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo"), WorkDir: filepath.Join(dir, "work"), RealLock: real,
-		Skip: skip, Addr: "127.0.0.1:0", Log: &log, sampleOverlay: stampingBuildMk(t)})
+		Skip: skip, Addr: "127.0.0.1:0", Log: &log, sampleOverlay: stampingBuildMk(t), skipRequired: true})
 	t.Logf("demo of a nondeterministic upstream:\n%s", log.String())
 	if name, ok := pipeline.IsStageError(err); !ok || name != "verify" {
 		t.Fatalf("want the verify stage to fail, got err = %v", err)
@@ -62,6 +63,12 @@ func TestNondeterministicBuildIsCaught(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "repos", "apt", "current")); err == nil {
 		t.Error("a repository went live")
+	}
+	// History is only what went live: the failed run removed what it staged.
+	for _, repo := range []string{"apt", "dnf"} {
+		if names, _ := publish.List(filepath.Join(out, "repos", repo)); len(names) != 0 {
+			t.Errorf("the failed verification left %s publications %v", repo, names)
+		}
 	}
 
 	rep := readVerifyReport(t, out)

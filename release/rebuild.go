@@ -219,7 +219,8 @@ func rebuildChild(reqPath string) int {
 	defer stop()
 	fmt.Fprintf(os.Stderr, "rebuild: pid %d, umask %04o, TZ=%s, HOME=%s, build root %s\n", os.Getpid(), rq.Umask, os.Getenv("TZ"), os.Getenv("HOME"), rq.WorkDir)
 	_, err = Run(ctx, p, Options{Lock: lock, PGPKey: rq.PGPKey, CosignKey: rq.CosignKey, RepoRoot: rq.RepoRoot, RepoURL: rq.RepoURL,
-		Sources: sources.Options{MirrorDir: rq.MirrorDir, MirrorMap: rq.MirrorMap, DebArchives: rq.Debs, AptRoot: rq.AptRoot}, Log: os.Stderr})
+		Sources: sources.Options{MirrorDir: rq.MirrorDir, MirrorMap: rq.MirrorMap, DebArchives: rq.Debs, AptRoot: rq.AptRoot}, Log: os.Stderr,
+		skipRequired: true})
 	if err != nil {
 		return fail(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
@@ -34,9 +35,20 @@ type Options struct {
 	// skipped stages are refused. A run that is not official is a trial.
 	Official bool
 	Log      io.Writer // one line per stage, progress; nil is silent
+	// Keep is how many live publications each repository keeps (0: 5).
+	Keep int
+	// VerifyCache is the verification's download cache (HALVM_VERIFY_CACHE);
+	// "" is <cache>/verify.
+	VerifyCache string
 
 	// breakStage, set by tests, makes the named stage fail deliberately.
 	breakStage string
+	// skipRequired lets a run skip required stages: set only by the
+	// reproducibility rebuild (a child process of verify that builds in
+	// scratch, compares bytes and never signs or publishes) and by tests
+	// that cover sign and verify elsewhere (TestDemo). Such a run is still
+	// a snapshot, never switched live.
+	skipRequired bool
 }
 
 // runner carries what stages hand to each other beyond the ledger.
@@ -52,16 +64,16 @@ type runner struct {
 // Stages is the release, in order.
 func (r *runner) Stages() []pipeline.Stage {
 	return []pipeline.Stage{
-		{Name: "preflight", Required: true, Run: r.preflight, Doc: "lock valid and complete, keys usable, host tools present"},
-		{Name: "sources", Required: true, Run: r.sources, Doc: "fetch and verify every pinned input, check out the source tree"},
-		{Name: "toolchain", Required: true, Run: r.toolchain, Doc: "build the toolchain of each flavour with every RTS way (step cache)"},
-		{Name: "packages", Required: true, Run: r.packages, Doc: "signed, reproducible .deb and .rpm of each flavour and the keyring"},
-		{Name: "image", Required: true, Run: r.image, Doc: "OCI image of each flavour from the same .deb, pushed by digest (untagged)"},
-		{Name: "sbom", Required: true, Run: r.sbom, Doc: "SPDX, CycloneDX and SLSA provenance of each flavour"},
-		{Name: "repos", Required: true, Run: r.repos, Doc: "stage signed apt and dnf publications (not live yet)"},
-		{Name: "sign", Required: true, Run: r.sign, Doc: "cosign signatures and attestations on the images; signed SHA256SUMS"},
-		{Name: "verify", Required: true, Run: r.verify, Doc: "the verification suite on the staged release"},
-		{Name: "publish", Required: true, Run: r.publish, Doc: "switch the repositories live and tag the images"},
+		{Name: "preflight", Required: true, Why: "it checks the lock, the keys and the host tools before anything is built or signed", Run: r.preflight, Doc: "lock valid and complete, keys usable, host tools present"},
+		{Name: "sources", Run: r.sources, Doc: "fetch and verify every pinned input, check out the source tree"},
+		{Name: "toolchain", Run: r.toolchain, Doc: "build the toolchain of each flavour with every RTS way (step cache)"},
+		{Name: "packages", Run: r.packages, Doc: "signed, reproducible .deb and .rpm of each flavour and the keyring"},
+		{Name: "image", Run: r.image, Doc: "OCI image of each flavour from the same .deb, pushed by digest (untagged)"},
+		{Name: "sbom", Run: r.sbom, Doc: "SPDX, CycloneDX and SLSA provenance of each flavour"},
+		{Name: "repos", Run: r.repos, Doc: "stage signed apt and dnf publications (not live yet)"},
+		{Name: "sign", Required: true, Why: "nothing unsigned is staged: images, attestations and SHA256SUMS are signed in every run", Run: r.sign, Doc: "cosign signatures and attestations on the images; signed SHA256SUMS"},
+		{Name: "verify", Required: true, Why: "nothing unverified is staged for anyone to look at, nor published", Run: r.verify, Doc: "the verification suite on the staged release"},
+		{Name: "publish", Run: r.publish, Doc: "switch the repositories live and tag the images; a snapshot (a run that skipped stages) stays staged"},
 	}
 }
 
@@ -71,8 +83,32 @@ func Stages() []pipeline.Stage { return (&runner{}).Stages() }
 // Run runs the release. The ledger is written to dist/ledger.json whatever
 // happens, so a failed run shows which stage failed and why.
 func Run(ctx context.Context, p pipeline.Plan, o Options) (*pipeline.Ledger, error) {
+	if o.Official && len(p.Skipped()) > 0 {
+		return nil, fmt.Errorf("an official release skips no stage (HALVM_SKIP names %s): unset HALVM_SKIP, or run a trial (HALVM_OFFICIAL unset)", strings.Join(p.Skipped(), ", "))
+	}
 	if err := os.MkdirAll(p.OutDir(), 0o755); err != nil {
 		return nil, err
+	}
+	// dist/ holds the publish root by default: a web server's
+	// unprivileged workers must traverse it whatever the umask.
+	if err := os.Chmod(p.OutDir(), 0o755); err != nil {
+		return nil, err
+	}
+	logf := func(format string, a ...any) {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, format+"\n", a...)
+		}
+	}
+	// History is only what went live: what an earlier run staged and
+	// never switched live (it failed, or was a snapshot) goes now.
+	if o.RepoRoot != "" {
+		removed, err := repos.RemoveUnpublished(repos.Config{Root: o.RepoRoot})
+		if len(removed) > 0 {
+			logf("%-12s removed %s, staged by an earlier run and never live", "start", strings.Join(removed, ", "))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("removing publications an earlier run staged and never made live: %w", err)
+		}
 	}
 	ev, err := os.OpenFile(filepath.Join(p.OutDir(), "events.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -83,6 +119,9 @@ func Run(ctx context.Context, p pipeline.Plan, o Options) (*pipeline.Ledger, err
 	var l pipeline.Ledger
 	stages := r.Stages()
 	for i := range stages {
+		if o.skipRequired {
+			stages[i].Required = false
+		}
 		if stages[i].Name == o.breakStage {
 			stages[i].Run = func(context.Context, pipeline.Plan, *pipeline.Ledger) error {
 				return errors.New("deliberately broken (test)")
@@ -90,6 +129,14 @@ func Run(ctx context.Context, p pipeline.Plan, o Options) (*pipeline.Ledger, err
 		}
 	}
 	runErr := pipeline.Run(ctx, p, stages, &l, pipeline.Options{Log: o.Log, Events: pipeline.NewEventLog(ev)})
+	if runErr != nil && r.staged != (repos.Staged{}) {
+		// A failed run leaves nothing in publications/ that never went live.
+		if err := repos.Discard(r.reposConfig(p), r.staged); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("removing this failed run's staged publications: %w", err))
+		} else {
+			logf("%-12s removed this failed run's staged publications apt/%s and dnf/%s", "cleanup", r.staged.Apt, r.staged.Dnf)
+		}
+	}
 	if err := l.WriteFile(p.LedgerPath()); err != nil && runErr == nil {
 		runErr = fmt.Errorf("writing the ledger: %w", err)
 	}

@@ -215,7 +215,7 @@ func readManifest(path string) ([]sbom.TreeFile, error) {
 }
 
 func (r *runner) reposConfig(p pipeline.Plan) repos.Config {
-	return repos.Config{Root: r.o.RepoRoot, URL: r.o.RepoURL, Key: r.key, Epoch: p.Epoch(), Version: p.Version(), RequireReleaseKey: r.o.Official}
+	return repos.Config{Root: r.o.RepoRoot, URL: r.o.RepoURL, Key: r.key, Epoch: p.Epoch(), Version: p.Version(), RequireReleaseKey: r.o.Official, Keep: r.o.Keep}
 }
 
 func (r *runner) repos(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
@@ -251,8 +251,19 @@ func (r *runner) repos(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger)
 }
 
 func (r *runner) publish(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
-	if l.Snapshot() && r.o.Official {
-		return fmt.Errorf("this run skipped stages (%s): it is a snapshot and is never published as a release", strings.Join(p.Skipped(), ", "))
+	if skipped := p.Skipped(); len(skipped) > 0 || l.Snapshot() {
+		if r.o.Official {
+			return fmt.Errorf("this run skipped stages (%s): it is a snapshot and is never published as a release", strings.Join(skipped, ", "))
+		}
+		// Nothing unverified goes live, in any mode: a snapshot stops here.
+		c := r.reposConfig(p)
+		apt, dnf := c.StagedDirs(r.staged)
+		if r.o.Log != nil {
+			fmt.Fprintf(r.o.Log, "%-12s SNAPSHOT (skipped: %s): staged, NOT switched live: %s and %s.\n"+
+				"%-12s look at it with `go run mage.go repo:staged` (serves it as /apt/ and /dnf/ on HALVM_REPO_ADDR) or any web server pointed at those directories; the next run removes it\n",
+				"publish", strings.Join(skipped, ", "), apt, dnf, "")
+		}
+		return nil
 	}
 	if err := repos.Activate(r.reposConfig(p), r.staged); err != nil {
 		return err

@@ -125,7 +125,7 @@ func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress i
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	env.CacheDir = VerifyCacheDir(cfgPlan.CacheDir)
+	env.CacheDir = config.VerifyCacheDir(getenv, cfgPlan.CacheDir)
 	// What users get: the publications `current` points at. When nothing
 	// is served the served-tree check says so; the other checks then read
 	// the ledger's publications.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -50,7 +49,7 @@ func (r *runner) verify(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger
 	if err := l.WriteFile(p.LedgerPath()); err != nil {
 		return fmt.Errorf("writing the ledger for the verification: %w", err)
 	}
-	env, err := verify.LoadEnvAt(p.OutDir(), r.o.RepoRoot, VerifyCacheDir(p.CacheDir()))
+	env, err := verify.LoadEnvAt(p.OutDir(), r.o.RepoRoot, r.verifyCacheDir(p))
 	if err != nil {
 		if werr := verify.WriteAborted(filepath.Join(p.OutDir(), "verify.json"), nil, err); werr != nil {
 			err = errors.Join(err, werr)
@@ -75,14 +74,12 @@ func (r *runner) verify(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger
 	return err
 }
 
-// VerifyCacheDir is where the verification keeps its downloads (the clean
-// Debian rootfs template, the Xen machine): $HALVM_VERIFY_CACHE, else
-// <cache>/verify.
-func VerifyCacheDir(cacheDir string) string {
-	if d := os.Getenv("HALVM_VERIFY_CACHE"); d != "" {
-		return d
+// verifyCacheDir is Options.VerifyCache, else <cache>/verify.
+func (r *runner) verifyCacheDir(p pipeline.Plan) string {
+	if r.o.VerifyCache != "" {
+		return r.o.VerifyCache
 	}
-	return filepath.Join(cacheDir, "verify")
+	return filepath.Join(p.CacheDir(), "verify")
 }
 
 // cosignPublic is the public half of the release's cosign key.

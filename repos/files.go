@@ -113,6 +113,9 @@ func PublishFiles(ctx context.Context, c Config, release, src string) (string, e
 		names = append(names, s.Name)
 	}
 	sort.Strings(names)
+	if err := publish.PublicDir(c.Root); err != nil {
+		return "", fmt.Errorf("release files: the publish root: %w", err)
+	}
 	f := Files{Config: c, Release: release, Src: src}
 	return publish.Publish(ctx, c.FilesDir(), f, names, c.options("files"))
 }

@@ -58,3 +58,33 @@ func TestPublishFiles(t *testing.T) {
 		t.Fatalf("verified with another key: %v", err)
 	}
 }
+
+// TestPrune: repo:prune keeps the last N live publications of each
+// repository, never the live one nor the rollback target, and removes the
+// publications that never went live.
+func TestPrune(t *testing.T) {
+	ctx := context.Background()
+	c := config(t.TempDir(), "http://127.0.0.1:8619", testKey(t))
+	c.Keep = 10
+	var live []Staged
+	for _, rel := range []string{"1", "2", "3"} {
+		d, r := pkgs(t, rel)
+		s, err := Prepare(ctx, c, []string{d}, []string{r})
+		must(t, err)
+		must(t, Activate(c, s))
+		live = append(live, s)
+	}
+	d, r := pkgs(t, "4")
+	never, err := Prepare(ctx, c, []string{d}, []string{r})
+	must(t, err)
+	removed, err := Prune(c, 2)
+	must(t, err)
+	want := []string{"apt/" + never.Apt, "dnf/" + never.Dnf, "apt/" + live[0].Apt, "dnf/" + live[0].Dnf}
+	if strings.Join(removed, " ") != strings.Join(want, " ") {
+		t.Fatalf("prune removed %v, want %v", removed, want)
+	}
+	back, err := Rollback(c)
+	if err != nil || back != live[1] {
+		t.Fatalf("rollback after prune = %+v, %v; want %+v", back, err, live[1])
+	}
+}

@@ -7,6 +7,7 @@ package repos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -147,12 +148,19 @@ func Prepare(ctx context.Context, c Config, debs, rpms []string) (Staged, error)
 	if err := c.check(); err != nil {
 		return Staged{}, err
 	}
+	if err := publish.PublicDir(c.Root); err != nil {
+		return Staged{}, fmt.Errorf("repositories: the publish root: %w", err)
+	}
 	var s Staged
 	var err error
 	if s.Apt, err = publish.Prepare(ctx, c.AptDir(), Apt{c}, debs, c.options("apt")); err != nil {
 		return Staged{}, fmt.Errorf("apt repository: %w", err)
 	}
 	if s.Dnf, err = publish.Prepare(ctx, c.DnfDir(), Dnf{c}, rpms, c.options("dnf")); err != nil {
+		// Nothing half-staged stays behind: the apt publication goes too.
+		if rerr := publish.Remove(c.AptDir(), s.Apt); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		return Staged{}, fmt.Errorf("dnf repository: %w", err)
 	}
 	return s, nil
@@ -282,4 +290,98 @@ func Serve(root, addr string) (*publish.Server, error) { return publish.Serve(Ha
 func Exists(root string) bool {
 	_, err := os.Stat(filepath.Join(root, "apt", "current"))
 	return err == nil
+}
+
+// roots are the publish roots of the apt, dnf and release-files
+// publications, by name.
+func (c Config) roots() [][2]string {
+	return [][2]string{{"apt", c.AptDir()}, {"dnf", c.DnfDir()}, {"files", c.FilesDir()}}
+}
+
+// RemoveUnpublished removes every publication that never went live (left
+// staged by a run that failed or was a snapshot) and returns them as
+// "apt/<name>" (the release does this at the start of every run).
+func RemoveUnpublished(c Config) ([]string, error) {
+	var out []string
+	for _, r := range c.roots() {
+		names, err := publish.RemoveUnpublished(r[1])
+		if err != nil {
+			return out, fmt.Errorf("%s repository: %w", r[0], err)
+		}
+		for _, n := range names {
+			out = append(out, r[0]+"/"+n)
+		}
+	}
+	return out, nil
+}
+
+// Discard removes staged publications that are not going live (the run
+// that staged them failed). A live one is never removed.
+func Discard(c Config, s Staged) error {
+	var errs []error
+	if s.Apt != "" {
+		if err := publish.Remove(c.AptDir(), s.Apt); err != nil {
+			errs = append(errs, fmt.Errorf("apt repository: %w", err))
+		}
+	}
+	if s.Dnf != "" {
+		if err := publish.Remove(c.DnfDir(), s.Dnf); err != nil {
+			errs = append(errs, fmt.Errorf("dnf repository: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Prune keeps the last keep live publications of each repository (and of
+// the release files), never the live one nor the one a rollback returns
+// to, removes publications that never went live, and returns what it
+// removed as "apt/<name>".
+func Prune(c Config, keep int) ([]string, error) {
+	out, err := RemoveUnpublished(c)
+	if err != nil {
+		return out, err
+	}
+	for _, r := range c.roots() {
+		if _, err := publish.Current(r[1]); errors.Is(err, publish.ErrNothingPublished) {
+			continue
+		}
+		names, err := publish.Prune(r[1], keep)
+		for _, n := range names {
+			out = append(out, r[0]+"/"+n)
+		}
+		if err != nil {
+			return out, fmt.Errorf("%s repository: %w", r[0], err)
+		}
+	}
+	return out, nil
+}
+
+// Newest returns the newest staged (never live) publications of both
+// repositories: a snapshot's, to look at.
+func Newest(c Config) (Staged, error) {
+	var s Staged
+	for _, r := range []struct {
+		dir string
+		to  *string
+	}{{c.AptDir(), &s.Apt}, {c.DnfDir(), &s.Dnf}} {
+		names, err := publish.Unpublished(r.dir)
+		if err != nil {
+			return s, err
+		}
+		if len(names) == 0 {
+			return s, fmt.Errorf("no staged publication under %s: stage one with a run (a snapshot stages and stops)", r.dir)
+		}
+		*r.to = names[len(names)-1]
+	}
+	return s, nil
+}
+
+// StagedHandler serves the staged publications s under /apt/ and /dnf/,
+// as Handler serves the live ones.
+func StagedHandler(c Config, s Staged) http.Handler {
+	apt, dnf := c.StagedDirs(s)
+	mux := http.NewServeMux()
+	mux.Handle("/apt/", http.StripPrefix("/apt", http.FileServer(http.Dir(apt))))
+	mux.Handle("/dnf/", http.StripPrefix("/dnf", http.FileServer(http.Dir(dnf))))
+	return mux
 }

@@ -3,19 +3,27 @@ package sbom
 import (
 	"bytes"
 	"context"
+	"embed"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-
-	"github.com/halvm/halvm-release/internal/run"
 )
 
-// cycloneDXModule ships the official CycloneDX JSON schemas.
-const cycloneDXModule = "github.com/CycloneDX/cyclonedx-go"
+// cycloneDXSchemas are the official CycloneDX 1.5 JSON schema and the SPDX
+// license and JSF schemas it refers to, embedded (schema/README.md says
+// where they come from): verifying a release needs no Go toolchain, module
+// cache or checkout, and fetches nothing.
+//
+//go:embed schema/bom-1.5.schema.json schema/spdx.schema.json schema/jsf-0.82.schemax.json
+var cycloneDXSchemas embed.FS
+
+// cycloneDXSchemaFiles maps each schema's $id to its embedded file.
+var cycloneDXSchemaFiles = map[string]string{
+	"http://cyclonedx.org/schema/bom-1.5.schema.json":  "bom-1.5.schema.json",
+	"http://cyclonedx.org/schema/spdx.schema.json":     "spdx.schema.json",
+	"http://cyclonedx.org/schema/jsf-0.82.schema.json": "jsf-0.82.schemax.json",
+}
 
 var (
 	cdxOnce   sync.Once
@@ -24,11 +32,10 @@ var (
 )
 
 // ValidateCycloneDX validates a BOM against the official CycloneDX 1.5 JSON
-// schema, with the SPDX license and JSF schemas it refers to, all read from
-// the cyclonedx-go module in the module cache (located with `go list -m`):
-// no schema is fetched from the network.
-func ValidateCycloneDX(ctx context.Context, bom []byte) error {
-	cdxOnce.Do(func() { cdxSchema, cdxErr = compileCycloneDX(ctx) })
+// schema, with the SPDX license and JSF schemas it refers to, all embedded
+// in the program: no schema is fetched, no go command is run.
+func ValidateCycloneDX(_ context.Context, bom []byte) error {
+	cdxOnce.Do(func() { cdxSchema, cdxErr = compileCycloneDX() })
 	if cdxErr != nil {
 		return cdxErr
 	}
@@ -42,28 +49,18 @@ func ValidateCycloneDX(ctx context.Context, bom []byte) error {
 	return nil
 }
 
-func compileCycloneDX(ctx context.Context) (*jsonschema.Schema, error) {
-	env := run.Merge(run.BaseEnv(), run.Inherit("GOPATH", "GOMODCACHE", "GOFLAGS", "GOPROXY", "GOCACHE", "GOROOT", "GOTOOLCHAIN")...)
-	out, err := run.Output(ctx, run.Cmd{Args: []string{"go", "list", "-m", "-f", "{{.Dir}}", cycloneDXModule}, Env: env})
-	dir := strings.TrimSpace(string(out))
-	if err != nil || dir == "" {
-		return nil, fmt.Errorf("locating the CycloneDX schemas (module %s) in the module cache: %v (run `go mod download %s` in this repository)", cycloneDXModule, err, cycloneDXModule)
-	}
+func compileCycloneDX() (*jsonschema.Schema, error) {
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
-	for url, file := range map[string]string{
-		"http://cyclonedx.org/schema/bom-1.5.schema.json":  "bom-1.5.schema.json",
-		"http://cyclonedx.org/schema/spdx.schema.json":     "spdx.schema.json",
-		"http://cyclonedx.org/schema/jsf-0.82.schema.json": "jsf-0.82.schemax.json",
-	} {
-		f, err := os.Open(filepath.Join(dir, "schema", file))
+	for url, file := range cycloneDXSchemaFiles {
+		f, err := cycloneDXSchemas.Open("schema/" + file)
 		if err != nil {
-			return nil, fmt.Errorf("reading the CycloneDX schema %s: %w", file, err)
+			return nil, fmt.Errorf("reading the embedded CycloneDX schema %s: %w", file, err)
 		}
 		doc, err := jsonschema.UnmarshalJSON(f)
 		f.Close()
 		if err != nil {
-			return nil, fmt.Errorf("parsing the CycloneDX schema %s: %w", file, err)
+			return nil, fmt.Errorf("parsing the embedded CycloneDX schema %s: %w", file, err)
 		}
 		if err := c.AddResource(url, doc); err != nil {
 			return nil, fmt.Errorf("adding the CycloneDX schema %s: %w", file, err)

@@ -37,7 +37,8 @@ var Vars = []Var{
 	{"HALVM_CACHE", "$XDG_CACHE_HOME/halvm-release", "content-addressed cache of fetched inputs and build steps"},
 	{"HALVM_WORK", "/var/tmp/halvm-build", "fixed build root (paths baked into the toolchain start here)"},
 	{"HALVM_MIRROR", "", "air-gapped mirror: a directory of bare repositories and files, or a URL prefix"},
-	{"HALVM_SKIP", "", "stages to skip, as stage=reason pairs separated by ';' (a run with skips is a snapshot)"},
+	{"HALVM_SKIP", "", "stages to skip, as stage=reason pairs separated by ';' (a run with skips is a snapshot: staged, never switched live)"},
+	{"HALVM_OFFICIAL", "", "1/true/yes: an official release (refuses development keys, pending pins, skips); 0/false/no/unset: a trial; anything else is an error"},
 	{epoch.Var, "from the lock", "overrides the lock's epoch (decimal seconds; malformed is an error)"},
 	{"HALVM_PGP_KEY_FILE", "", "armored OpenPGP archive key (signs Release, repomd.xml, rpms, SHA256SUMS.asc)"},
 	{"HALVM_PGP_KEY", "", "or the armored key itself (never logged)"},
@@ -46,7 +47,7 @@ var Vars = []Var{
 	{"HALVM_PGP_PUBLIC_KEY_FILE", "", "the archive public key (repo:rollback and verify need only this)"},
 	{"HALVM_COSIGN_PUBLIC_KEY_FILE", "", "the cosign public key verify checks images, attestations and SHA256SUMS.sig against"},
 	{"HALVM_VERIFY_CACHE", "$HALVM_CACHE/verify", "verify's cache: the clean Debian rootfs template and the Xen-in-QEMU machine"},
-	{"HALVM_INSTALL", "yes", "yes: demo and test install missing Debian packages when run as root on Debian; no: they only print the one command (release never installs)"},
+	{"HALVM_INSTALL", "yes", "1/true/yes: demo and test install missing Debian packages when run as root on Debian; 0/false/no: they only print the one command (release never installs); anything else is an error"},
 	{"HALVM_TEST_CACHE", "$HOME/.cache/halvm-release-test", "the tests' download cache (rootfs templates, the stock cosign CLI in gobin/)"},
 	{"HALVM_COSIGN_KEY_FILE", "", "encrypted cosign private key (signs images, attestations, SHA256SUMS.sig)"},
 	{"HALVM_COSIGN_KEY", "", "or the key's PEM text itself (never logged)"},
@@ -56,6 +57,7 @@ var Vars = []Var{
 	{"HALVM_REPO_ROOT", "dist/repos", "publish root of the apt (apt/) and dnf (dnf/) repositories"},
 	{"HALVM_REPO_URL", "http://127.0.0.1:8619", "the URL users fetch the repositories from (baked into halvm.sources and halvm.repo)"},
 	{"HALVM_REPO_ADDR", "127.0.0.1:8619", "where repo:serve listens"},
+	{"HALVM_KEEP", "5", "live publications repo:prune (and each publish) keeps per repository, at least 2"},
 	{"HALVM_REGISTRY", "", "image repository prefix the images are pushed to by digest, e.g. ghcr.io/halvm (\"\" keeps them in dist/oci only)"},
 }
 
@@ -206,14 +208,7 @@ func CosignKey(env Getenv) cosign.KeySource {
 // Install is HALVM_INSTALL: whether the demo and the test command may
 // install missing host prerequisites ("yes", the default, or "no").
 func Install(env Getenv) (bool, error) {
-	switch v := env("HALVM_INSTALL"); v {
-	case "", "yes":
-		return true, nil
-	case "no":
-		return false, nil
-	default:
-		return false, fmt.Errorf("HALVM_INSTALL=%q: want yes or no", v)
-	}
+	return parseBool(env, "HALVM_INSTALL", true, "install what is missing", "only report it")
 }
 
 // TestCache is HALVM_TEST_CACHE, else $HOME/.cache/halvm-release-test.

@@ -63,15 +63,50 @@ func TestMirrorFromEnv(t *testing.T) {
 }
 
 func TestInstallIsParsedStrictly(t *testing.T) {
-	for v, want := range map[string]bool{"": true, "yes": true, "no": false} {
+	for v, want := range map[string]bool{"": true, "yes": true, "1": true, "no": false, "NO": false, "0": false, "false": false} {
 		got, err := Install(func(string) string { return v })
 		if err != nil || got != want {
 			t.Errorf("HALVM_INSTALL=%q: %v, %v; want %v", v, got, err, want)
 		}
 	}
-	for _, v := range []string{"0", "false", "NO", "yes "} {
-		if _, err := Install(func(string) string { return v }); err == nil || !strings.Contains(err.Error(), "want yes or no") {
+	for _, v := range []string{"maybe", "y", "2"} {
+		if _, err := Install(func(string) string { return v }); err == nil || !strings.Contains(err.Error(), `HALVM_INSTALL="`+v+`"`) {
 			t.Errorf("HALVM_INSTALL=%q accepted (%v)", v, err)
+		}
+	}
+}
+
+func TestOfficial(t *testing.T) {
+	for v, want := range map[string]bool{"": false, "0": false, "false": false, "no": false, "NO": false, "1": true, "true": true, "yes": true, "True": true} {
+		got, err := Official(envOf(map[string]string{"HALVM_OFFICIAL": v}))
+		if err != nil || got != want {
+			t.Errorf("HALVM_OFFICIAL=%q: %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"maybe", "2", "on", "y"} {
+		if _, err := Official(envOf(map[string]string{"HALVM_OFFICIAL": v})); err == nil || !strings.Contains(err.Error(), `HALVM_OFFICIAL="`+v+`"`) {
+			t.Errorf("HALVM_OFFICIAL=%q: %v, want an error naming the value", v, err)
+		}
+	}
+	var b bytes.Buffer
+	PrintVars(&b)
+	for _, name := range []string{"HALVM_OFFICIAL", "HALVM_KEEP"} {
+		if !strings.Contains(b.String(), name) {
+			t.Errorf("mage env does not list %s", name)
+		}
+	}
+}
+
+func TestKeep(t *testing.T) {
+	if n, err := Keep(envOf(nil)); err != nil || n != 5 {
+		t.Fatalf("default keep: %d %v", n, err)
+	}
+	if n, err := Keep(envOf(map[string]string{"HALVM_KEEP": "3"})); err != nil || n != 3 {
+		t.Fatalf("HALVM_KEEP=3: %d %v", n, err)
+	}
+	for _, v := range []string{"1", "x", "-4"} {
+		if _, err := Keep(envOf(map[string]string{"HALVM_KEEP": v})); err == nil {
+			t.Errorf("HALVM_KEEP=%q accepted", v)
 		}
 	}
 }

@@ -124,3 +124,33 @@ func TestLedgerRoundTripIsDeterministic(t *testing.T) {
 		t.Fatal("artifacts not sorted by kind")
 	}
 }
+
+// TestRequiredStagesCannotBeSkipped: skipping a required stage is refused
+// before any stage runs, naming the stage and why it is required; other
+// stages may be skipped (a snapshot).
+func TestRequiredStagesCannotBeSkipped(t *testing.T) {
+	ran := 0
+	stages := []Stage{
+		{Name: "preflight", Required: true, Why: "it checks the keys", Run: func(context.Context, Plan, *Ledger) error { ran++; return nil }},
+		{Name: "image", Run: func(context.Context, Plan, *Ledger) error { ran++; return nil }},
+		{Name: "verify", Required: true, Why: "nothing unverified is published", Run: func(context.Context, Plan, *Ledger) error { ran++; return nil }},
+	}
+	cfg := testConfig(t)
+	cfg.Skip = map[string]string{"verify": "too slow", "image": "no registry"}
+	p, err := NewPlan(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l Ledger
+	err = Run(context.Background(), p, stages, &l, Options{})
+	if err == nil || !strings.Contains(err.Error(), "verify (nothing unverified is published)") || strings.Contains(err.Error(), "image") || ran != 0 {
+		t.Fatalf("skipping verify: err = %v, %d stage(s) ran", err, ran)
+	}
+	cfg.Skip = map[string]string{"image": "no registry"}
+	if p, err = NewPlan(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := Run(context.Background(), p, stages, &l, Options{}); err != nil || ran != 2 || !l.Snapshot() {
+		t.Fatalf("skipping image: err = %v, %d ran, snapshot %v", err, ran, l.Snapshot())
+	}
+}

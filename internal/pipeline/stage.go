@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -13,10 +14,15 @@ type Stage struct {
 	Name string
 	// Doc says in one line what the stage does.
 	Doc string
-	// Required stages cannot be skipped in a release: skipping one turns the
-	// run into a snapshot.
+	// Required stages run in every run, a trial's included: skipping one
+	// is refused before any stage runs, saying Why. Any other stage may be
+	// skipped in a trial, which makes the run a snapshot: its publications
+	// are staged, verified as far as they can be, and never switched live.
+	// An official release skips nothing.
 	Required bool
-	Run      func(ctx context.Context, p Plan, l *Ledger) error
+	// Why says why a required stage cannot be skipped.
+	Why string
+	Run func(ctx context.Context, p Plan, l *Ledger) error
 }
 
 // StageError is a failed stage: its name, the cause and, where the user can
@@ -60,6 +66,15 @@ func Run(ctx context.Context, p Plan, stages []Stage, l *Ledger, o Options) erro
 		if !names[name] {
 			return fmt.Errorf("pipeline: cannot skip unknown stage %q", name)
 		}
+	}
+	var refused []string
+	for _, s := range stages {
+		if _, skip := p.SkipReason(s.Name); skip && s.Required {
+			refused = append(refused, fmt.Sprintf("%s (%s)", s.Name, s.Why))
+		}
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("pipeline: required stages cannot be skipped, in any run: %s; remove them from HALVM_SKIP", strings.Join(refused, "; "))
 	}
 	var failed *StageError
 	for _, s := range stages {

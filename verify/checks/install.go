@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/nginx"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/rootfs"
 	"github.com/halvm/halvm-release/internal/run"
@@ -37,7 +37,7 @@ func installChecks(c Config) []verify.Check {
 			Name: CheckAptInstall(fl), Family: verify.Install, Required: true,
 			Doc: "in a clean Debian 12 rootfs, the README's key and halvm.sources setup against the served publication, apt-get install " + fl +
 				", halvm-ghc --version, and purge leaves no file behind",
-			Needs:   []verify.Prereq{verify.NeedRoot(), verify.NeedCommand("mmdebstrap", "mmdebstrap")},
+			Needs:   []verify.Prereq{verify.NeedRoot(), verify.NeedCommand("mmdebstrap", "mmdebstrap"), needNginx},
 			After:   []string{CheckAptSignatures},
 			Timeout: 10 * time.Minute,
 			Run: func(ctx context.Context, env *verify.Env) (verify.Evidence, error) {
@@ -53,16 +53,24 @@ func installChecks(c Config) []verify.Check {
 	return out
 }
 
-// serveDir serves dir over HTTP on 127.0.0.1 until the returned stop.
-func serveDir(dir string) (url string, stop func(), err error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// serveDir serves dir (a publication) over HTTP on 127.0.0.1 until the
+// returned stop, as users' hosts serve it: Debian's nginx with its workers
+// as the unprivileged www-data (package internal/nginx), so a file or
+// directory of the publication that only root can read fails the check.
+func serveDir(ctx context.Context, env *verify.Env, dir string) (url string, stop func(), err error) {
+	runDir, err := os.MkdirTemp(env.Scratch, "nginx-")
 	if err != nil {
 		return "", nil, fmt.Errorf("serving %s: %w", dir, err)
 	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(dir)), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+	srv, err := nginx.ServeDir(ctx, dir, runDir)
+	if err != nil {
+		return "", nil, fmt.Errorf("serving %s with nginx (workers as %s): %w", dir, nginx.User, err)
+	}
+	return srv.URL, func() { srv.Close() }, nil
 }
+
+// needNginx is the install checks' web server.
+var needNginx = verify.NeedCommand("nginx", "nginx")
 
 func httpGet(ctx context.Context, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -105,7 +113,7 @@ func newInstalledRoot(ctx context.Context, env *verify.Env, repo, name string) (
 	if err := rootfs.Clone(ctx, tmpl, root); err != nil {
 		return nil, err
 	}
-	url, stop, err := serveDir(repo)
+	url, stop, err := serveDir(ctx, env, repo)
 	if err != nil {
 		rootfs.Remove(root)
 		return nil, err
@@ -243,7 +251,7 @@ func aptInstall(ctx context.Context, env *verify.Env, repo, flavour string) (ev 
 			ev.Details = append(ev.Details, "installed: "+l)
 		}
 	}
-	ev.Summary = fmt.Sprintf("apt-get install %s from the served publication (signed InRelease, key at /etc/apt/keyrings/halvm.gpg): %d files; %q; purge left nothing", flavour, nfiles, firstLineOf(ver))
+	ev.Summary = fmt.Sprintf("apt-get install %s from the publication served by nginx as www-data (signed InRelease, key at /etc/apt/keyrings/halvm.gpg): %d files; %q; purge left nothing", flavour, nfiles, firstLineOf(ver))
 	return ev, nil
 }
 
@@ -291,7 +299,7 @@ func dnfInstallCheck(c Config, fl string) verify.Check {
 		Doc: "dnf with the published halvm.repo (gpgcheck=1, repo_gpgcheck=1) resolves " + fl + " from the served publication; " +
 			"the rpm, checked against the imported key, installs with rpm --nodeps into a clean root, runs, and erases without leftovers",
 		Needs: []verify.Prereq{verify.NeedRoot(), verify.NeedCommand("mmdebstrap", "mmdebstrap"),
-			verify.NeedCommand("dnf", "dnf"), verify.NeedCommand("rpm", "rpm", "rpmkeys")},
+			verify.NeedCommand("dnf", "dnf"), verify.NeedCommand("rpm", "rpm", "rpmkeys"), needNginx},
 		After:   []string{CheckRPMSignatures, CheckDnfRepomdSig},
 		Timeout: 10 * time.Minute,
 		Run: func(ctx context.Context, env *verify.Env) (verify.Evidence, error) {
@@ -331,7 +339,7 @@ func dnfInstall(ctx context.Context, env *verify.Env, repo, flavour string) (ev 
 			err = rerr
 		}
 	}()
-	url, stop, err := serveDir(repo)
+	url, stop, err := serveDir(ctx, env, repo)
 	if err != nil {
 		return ev, err
 	}
@@ -440,7 +448,7 @@ func dnfInstall(ctx context.Context, env *verify.Env, repo, flavour string) (ev 
 		return ev, fmt.Errorf("after rpm -e %s the root differs: %d path(s) left behind, %d removed", flavour, len(added), len(removed))
 	}
 	ev.Checked++
-	ev.Summary = fmt.Sprintf("dnf (repo_gpgcheck=1) resolved %s; rpm -K OK against the imported key; rpm -i --nodeps (Fedora dependencies do not exist on Debian), %q, rpm -e left nothing",
+	ev.Summary = fmt.Sprintf("dnf (repo_gpgcheck=1) resolved %s from the publication served by nginx as www-data; rpm -K OK against the imported key; rpm -i --nodeps (Fedora dependencies do not exist on Debian), %q, rpm -e left nothing",
 		filepath.Base(loc), firstLineOf(strings.TrimSpace(string(ver))))
 	return ev, nil
 }

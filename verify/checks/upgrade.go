@@ -21,22 +21,19 @@ func CheckAptUpgrade(flavour string) string { return "apt-upgrade-" + flavour }
 // PreviousPublication is the release users have before dir, a publication
 // directory (<root>/publications/<name>, as publish keeps them side by
 // side): the live publication while dir is only staged, and once dir is
-// live, the publication before it; "" when there is none (a first release).
+// live, the live publication before it; "" when there is none (a first
+// release). A publication that never went live (staged by a run that failed
+// or was a snapshot) is never the previous release (publish.Previous).
 func PreviousPublication(dir string) string {
 	root := filepath.Dir(filepath.Dir(dir))
 	if cur, err := publish.Current(root); err == nil && cur != filepath.Base(dir) {
 		return filepath.Join(root, "publications", cur)
 	}
-	names, err := publish.List(root)
-	if err != nil {
+	prev, err := publish.Previous(root, filepath.Base(dir))
+	if err != nil || prev == "" {
 		return ""
 	}
-	for i, n := range names {
-		if n == filepath.Base(dir) && i > 0 {
-			return filepath.Join(root, "publications", names[i-1])
-		}
-	}
-	return ""
+	return filepath.Join(root, "publications", prev)
 }
 
 // AptPublication is the apt publication the ledger records.
@@ -48,7 +45,7 @@ func upgradeChecks(c Config) []verify.Check {
 	var out []verify.Check
 	for _, fl := range c.Flavours {
 		fl := fl
-		needs := []verify.Prereq{verify.NeedRoot(), verify.NeedCommand("mmdebstrap", "mmdebstrap"), verify.NeedCommand("dpkg", "dpkg-deb")}
+		needs := []verify.Prereq{verify.NeedRoot(), verify.NeedCommand("mmdebstrap", "mmdebstrap"), verify.NeedCommand("dpkg", "dpkg-deb"), needNginx}
 		if c.PreviousAptDir == "" {
 			needs = append(needs, verify.Prereq{What: "an earlier release", Remedy: "none needed: a first release has nothing to upgrade from",
 				Check: func(context.Context) error {
@@ -118,7 +115,7 @@ func aptUpgrade(ctx context.Context, env *verify.Env, prev, dir, flavour string)
 	ev.Checked++
 	// The user's apt now finds this release where the previous one was:
 	// the same halvm.sources, pointing at this publication.
-	url, stop, err := serveDir(dir)
+	url, stop, err := serveDir(ctx, env, dir)
 	if err != nil {
 		return ev, err
 	}

@@ -16,7 +16,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -158,21 +157,4 @@ func (m *Machine) ReadNotes(ctx context.Context, kernel string) (string, error) 
 		return string(out), fmt.Errorf("reading the Xen notes of %s: %w", kernel, err)
 	}
 	return string(out), nil
-}
-
-// DefaultCacheDir is the test cache: $HALVM_TEST_CACHE, else
-// halvm-release-test under the user's cache directory, plus "xenboot".
-func DefaultCacheDir() (string, error) {
-	if d := os.Getenv("HALVM_TEST_CACHE"); d != "" {
-		return filepath.Join(d, "xenboot"), nil
-	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		home, herr := os.UserHomeDir()
-		if herr != nil {
-			return "", errors.Join(err, herr)
-		}
-		base = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(base, "halvm-release-test", "xenboot"), nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
 	"github.com/halvm/halvm-release/internal/testenv"
 	"github.com/halvm/halvm-release/sample/pvrt"
 )
@@ -32,11 +33,7 @@ func needMachine(t testing.TB) *Machine {
 	testenv.NeedCommand(t, "gcc", "gcc")
 	testenv.NeedCommand(t, "binutils", "ar")
 	machineOnce.Do(func() {
-		dir, err := DefaultCacheDir()
-		if err != nil {
-			machineErr = err
-			return
-		}
+		dir := filepath.Join(rootfstest.CacheDir(), "xenboot")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		start := time.Now()
