@@ -383,6 +383,20 @@ func Live(root string) ([]string, error) {
 	return out, nil
 }
 
+// Served returns the publications users may have been served, oldest
+// first: those that went live when the root keeps a history, else every
+// complete publication (a root without a history cannot tell a staged one
+// from one that went live, so every one counts).
+func Served(root string) ([]string, error) {
+	if _, err := os.Stat(filepath.Join(root, historyFile)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return List(root)
+		}
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	return Live(root)
+}
+
 // Unpublished returns the complete publications that never went live
 // (staged by a run that failed or was a snapshot), oldest first.
 func Unpublished(root string) ([]string, error) {

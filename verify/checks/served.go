@@ -79,7 +79,7 @@ func publicationOrder(root, repo string, dateOf func(string) (time.Time, error),
 	if err != nil {
 		return "", nil, err
 	}
-	names, err := publish.List(root)
+	names, err := publish.Served(root)
 	if err != nil {
 		return "", nil, err
 	}

@@ -79,6 +79,28 @@ func TestServedPublicationsOrder(t *testing.T) {
 		fakePublications(t, root, 2, d0, d0)
 		wantStatus(t, runServedPublications(t, root), verify.Fail, "publication 0002-000000000001 (dated 2018-03-01T00:00:00Z) is not later than the one before it")
 	})
+	// With a history (publish records what went live), a publication
+	// staged by a snapshot or a failed run was never served: it does not
+	// count; one that went live does, even when current was switched back.
+	writeHistory := func(t *testing.T, root string, names ...string) {
+		for _, repo := range []string{"apt", "dnf"} {
+			if err := os.WriteFile(filepath.Join(root, repo, "history"), []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Run("a newer staged publication never went live", func(t *testing.T) {
+		root := t.TempDir()
+		fakePublications(t, root, 2, d0, d0.Add(time.Second), d0.Add(2*time.Second))
+		writeHistory(t, root, "0001-000000000000", "0002-000000000001")
+		wantStatus(t, runServedPublications(t, root), verify.Pass, "apt: current -> 0002-000000000001 (date 2018-03-01T00:00:01Z) of 2 publications")
+	})
+	t.Run("current switched back below a live one", func(t *testing.T) {
+		root := t.TempDir()
+		fakePublications(t, root, 2, d0, d0.Add(time.Second), d0.Add(2*time.Second))
+		writeHistory(t, root, "0001-000000000000", "0002-000000000001", "0003-000000000002")
+		wantStatus(t, runServedPublications(t, root), verify.Fail, "apt: current (0002-000000000001, dated 2018-03-01T00:00:01Z) is older than publication 0003-000000000002")
+	})
 	t.Run("current leads elsewhere", func(t *testing.T) {
 		root := t.TempDir()
 		fakePublications(t, root, 1, d0)
