@@ -34,7 +34,7 @@ func TestDemo(t *testing.T) {
 	// A guard against a hang, not a speed target: the demo, mage verify and
 	// the re-run took 9 minutes alone on 2 cores, longer beside the other
 	// test packages of `go test ./...`.
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 70*time.Minute)
 	defer cancel()
 	start := time.Now()
 	l, err := Demo(ctx, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo"), WorkDir: filepath.Join(dir, "work"), RealLock: real,

@@ -83,7 +83,11 @@ func TestPrune(t *testing.T) {
 	if strings.Join(removed, " ") != strings.Join(want, " ") {
 		t.Fatalf("prune removed %v, want %v", removed, want)
 	}
-	back, err := Rollback(c)
+	// The rollback target survives the prune: a switch back (public key
+	// only) returns to it.
+	pubOnly := c
+	pubOnly.PublicKey, pubOnly.Key = c.Key.PublicBinary(), nil
+	back, err := Rollback(pubOnly)
 	if err != nil || back != live[1] {
 		t.Fatalf("rollback after prune = %+v, %v; want %+v", back, err, live[1])
 	}

@@ -121,18 +121,32 @@ func TestServedByNginx(t *testing.T) {
 		t.Fatalf("a 0600 file answered %s: nginx's workers are not unprivileged", resp.Status)
 	}
 
-	// A second publication, then a rollback: the switch back fixes the
-	// mode changed above, and every path stays public.
+	// A second publication, then a rollback with the public key only (a
+	// switch back): it fixes the mode changed above, and every path stays
+	// public. Then a rollback with the archive key (the previous packages
+	// republished newer-dated): public too.
 	d2, r2 := pkgs(t, "2")
+	pubOnly := c
+	pubOnly.PublicKey, pubOnly.Key = c.Key.PublicBinary(), nil
 	umask077(func() {
 		s2, err := Prepare(ctx, c, []string{d2}, []string{r2})
 		must(t, err)
 		must(t, Activate(c, s2))
 		assertPublic(t, filepath.Join(c.AptDir(), "publications", s2.Apt), "second publication")
+		if _, err := Rollback(pubOnly); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assertPublic(t, root, "after the rollback (switch back)")
+	cl.usable("after the rollback, through nginx")
+	umask077(func() {
+		s3, err := Prepare(ctx, c, []string{d2}, []string{r2})
+		must(t, err)
+		must(t, Activate(c, s3))
 		if _, err := Rollback(c); err != nil {
 			t.Fatal(err)
 		}
 	})
-	assertPublic(t, root, "after the rollback")
-	cl.usable("after the rollback, through nginx")
+	assertPublic(t, root, "after the rollback (republished)")
+	cl.usable("after the republishing rollback, through nginx")
 }

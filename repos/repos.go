@@ -245,15 +245,11 @@ func republishPrevious(c Config) (Staged, error) {
 		if err != nil {
 			return s, fmt.Errorf("%s repository: %w", r.name, err)
 		}
-		names, err := publish.List(r.root)
+		// The publication before the live one among those that went
+		// live: a staged one that never did is no release to return to.
+		prev, err := publish.Previous(r.root, live)
 		if err != nil {
 			return s, fmt.Errorf("%s repository: %w", r.name, err)
-		}
-		prev := ""
-		for i, n := range names {
-			if n == live && i > 0 {
-				prev = names[i-1]
-			}
 		}
 		if prev == "" {
 			return s, fmt.Errorf("%s repository: %s is the oldest publication kept: there is nothing to roll back to", r.name, live)
