@@ -2,11 +2,8 @@ package cosign
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	ocilayout "github.com/sigstore/cosign/v2/pkg/oci/layout"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+
+	"github.com/halvm/halvm-release/internal/pipeline"
 )
 
 // Save writes the image ref names, with its signatures and attestations,
@@ -94,7 +93,7 @@ func VerifyLayoutBlobs(dir string) (int, error) {
 		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
 		for _, e := range ents {
 			p := filepath.Join(root, a.Name(), e.Name())
-			got, err := sha256File(p)
+			_, got, err := pipeline.HashFile(p)
 			switch {
 			case err != nil:
 				bad = append(bad, fmt.Sprintf("%s: %v", p, err))
@@ -109,17 +108,4 @@ func VerifyLayoutBlobs(dir string) (int, error) {
 		return n, fmt.Errorf("the image layout %s has %d bad blob(s):\n%w", dir, len(bad), errors.New(strings.Join(bad, "\n")))
 	}
 	return n, nil
-}
-
-func sha256File(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
