@@ -301,3 +301,29 @@ func (v *verifier) checkKeyFiles(kr *pgp.Keyring) {
 		}
 	}
 }
+
+// CheckSignature checks one package's digests and its OpenPGP header
+// signature against the public key pub (armored or binary): nil only when
+// the package is intact and signed by pub.
+func CheckSignature(r io.ReadSeeker, pub []byte) error {
+	var el openpgp.EntityList
+	var err error
+	if bytes.Contains(pub, []byte("-----BEGIN PGP")) {
+		el, err = openpgp.ReadArmoredKeyRing(bytes.NewReader(pub))
+	} else {
+		el, err = openpgp.ReadKeyRing(bytes.NewReader(pub))
+	}
+	if err != nil {
+		return fmt.Errorf("reading the public key: %w", err)
+	}
+	_, st, err := readPackage(r, el, 0)
+	switch {
+	case err != nil:
+		return err
+	case st.Err != nil:
+		return st.Err
+	case !st.Signed:
+		return fmt.Errorf("the package is not signed")
+	}
+	return nil
+}
