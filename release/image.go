@@ -229,7 +229,7 @@ func saveSigned(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger, pu oci
 }
 
 // releaseFileKinds are the files SHA256SUMS covers.
-var releaseFileKinds = []pipeline.Kind{pipeline.KindDeb, pipeline.KindRPM, pipeline.KindSPDX, pipeline.KindCycloneDX, pipeline.KindProvenance, pipeline.KindOCILayout}
+var releaseFileKinds = []pipeline.Kind{pipeline.KindDeb, pipeline.KindRPM, pipeline.KindSPDX, pipeline.KindCycloneDX, pipeline.KindProvenance, pipeline.KindOCILayout, pipeline.KindLock}
 
 func (r *runner) sign(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
 	sv, err := cosign.LoadSigner(r.o.CosignKey)

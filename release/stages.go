@@ -168,6 +168,9 @@ func (r *runner) packages(ctx context.Context, p pipeline.Plan, l *pipeline.Ledg
 }
 
 func (r *runner) sbom(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+	if err := sbom.WriteLock(p.OutDir(), r.o.Lock, l); err != nil {
+		return err
+	}
 	for _, fl := range p.Flavours() {
 		var tree []sbom.TreeFile
 		for _, m := range l.Find(pipeline.KindTreeManifest, fl) {

@@ -177,3 +177,37 @@ func TestWriteFlavourThenCheckFromDisk(t *testing.T) {
 		t.Errorf("ledger records %d documents, want 3", n)
 	}
 }
+
+// The lock published with the release is the one the SBOMs and the
+// provenance name: its sha256 is their lock digest.
+func TestPublishedLockIsTheOneTheDocumentsName(t *testing.T) {
+	out := t.TempDir()
+	led := testLedger()
+	d, err := WriteFlavour(out, testInput(t, "halvm"), led)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteLock(out, realLock(t), led); err != nil {
+		t.Fatal(err)
+	}
+	locks := led.Find(pipeline.KindLock, "")
+	if len(locks) != 1 || locks[0].Path != LockPath {
+		t.Fatalf("ledger records %+v, want one lock at %s", locks, LockPath)
+	}
+	b, err := os.ReadFile(filepath.Join(out, LockPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := pins.Parse(LockPath, b)
+	if err != nil {
+		t.Fatalf("the published lock does not parse: %v", err)
+	}
+	if !bytes.Equal(pins.Bytes(back), b) {
+		t.Error("the published lock is not in canonical form")
+	}
+	for name, doc := range map[string][]byte{"SPDX": d.SPDX, "CycloneDX": d.CycloneDX, "provenance": d.Provenance} {
+		if !bytes.Contains(doc, []byte(locks[0].SHA256)) {
+			t.Errorf("the %s document does not name the published lock's sha256 %s", name, locks[0].SHA256)
+		}
+	}
+}

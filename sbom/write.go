@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/pins"
 )
 
 // File names of a flavour's documents below the output directory.
@@ -36,4 +37,24 @@ func WriteFlavour(outDir string, in Input, led *pipeline.Ledger) (Documents, err
 		}
 	}
 	return d, nil
+}
+
+// LockPath is where the release files carry the lock they were built
+// from, in its canonical encoding (pins.Bytes): its sha256 is the lock
+// digest the SBOMs and the provenance name, so anyone holding the release
+// can rebuild it from exactly that lock.
+const LockPath = "lock/halvm.lock"
+
+// WriteLock writes the lock into the release files and records it.
+func WriteLock(outDir string, lock *pins.Lock, led *pipeline.Ledger) error {
+	p := filepath.Join(outDir, LockPath)
+	if err := pipeline.WriteFileAtomic(p, pins.Bytes(lock), 0o644); err != nil {
+		return fmt.Errorf("writing the lock into the release files: %w", err)
+	}
+	if led != nil {
+		if _, err := led.AddFile(pipeline.KindLock, filepath.Base(LockPath), "", p, LockPath); err != nil {
+			return err
+		}
+	}
+	return nil
 }

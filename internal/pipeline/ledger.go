@@ -33,6 +33,7 @@ const (
 	KindSignature    Kind = "signature"
 	KindKey          Kind = "public-key"
 	KindReport       Kind = "report"
+	KindLock         Kind = "lock" // the lock the release was built from (canonical encoding), published with it
 )
 
 // Artifact is one thing a stage produced. Path is relative to the output

@@ -67,7 +67,7 @@ func (v Variation) Describe() string {
 type Publications struct{ Apt, Dnf string }
 
 // reproducibleKinds are the artifacts a rebuild must reproduce.
-var reproducibleKinds = []pipeline.Kind{pipeline.KindTreeManifest, pipeline.KindDeb, pipeline.KindRPM, pipeline.KindOCIImage, pipeline.KindOCILayout, pipeline.KindSPDX, pipeline.KindCycloneDX, pipeline.KindProvenance}
+var reproducibleKinds = []pipeline.Kind{pipeline.KindTreeManifest, pipeline.KindDeb, pipeline.KindRPM, pipeline.KindOCIImage, pipeline.KindOCILayout, pipeline.KindSPDX, pipeline.KindCycloneDX, pipeline.KindProvenance, pipeline.KindLock}
 
 func reproducibilityChecks(c Config) []verify.Check {
 	return []verify.Check{{
@@ -208,6 +208,6 @@ func CompareRebuild(ctx context.Context, env *verify.Env, out string, second *pi
 	if len(bad) > 0 {
 		return ev, fmt.Errorf("the rebuild differs: %d of %d artifact(s):\n%s", len(bad), len(bad)+ev.Checked, strings.Join(bad, "\n"))
 	}
-	ev.Summary = fmt.Sprintf("%d artifacts (tree manifests, .deb, .rpm, image digests and tarball, SBOMs, Packages, primary) identical in the rebuild", ev.Checked)
+	ev.Summary = fmt.Sprintf("%d artifacts (tree manifests, .deb, .rpm, image digests and tarball, SBOMs, the lock, Packages, primary) identical in the rebuild", ev.Checked)
 	return ev, nil
 }
