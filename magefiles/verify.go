@@ -23,9 +23,8 @@ import (
 // the registry the ledger records, which must be up; a demo's throwaway
 // registry is re-served from the signed images saved in dist/oci/cosign.
 // The reproducibility rebuild needs the lock (HALVM_LOCK, or
-// dist/sample.lock of a demo) and the archive signing key
-// (HALVM_PGP_KEY_FILE): signed packages are only reproduced with their key;
-// without it that required check does not run and the verification fails.
+// dist/sample.lock of a demo) and no private key: it reuses the release's
+// signatures where they verify over the rebuilt bytes.
 func Verify(ctx context.Context) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()

@@ -16,7 +16,6 @@ import (
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/run"
-	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/sources"
 	"github.com/halvm/halvm-release/verify/checks"
@@ -50,7 +49,6 @@ type rebuildRequest struct {
 	RepoRoot  string
 	RepoURL   string
 	PGPKey    pgp.KeySource
-	CosignKey cosign.KeySource
 	MirrorDir string
 	MirrorMap []pins.Rewrite
 	Debs      map[string]string
@@ -76,6 +74,10 @@ func init() {
 // them on top of the live ones; its ledger is
 // outDir/ledger.json and its log outDir.log. The user id is not varied:
 // the image stage builds root filesystems as root.
+// It never holds a private key: it signs with the release's published
+// signatures (from.Signed, checked with from.ArchiveKey) where they verify
+// over its bytes (pgp.PublishedSignatures), so the same check can run on
+// a machine that has only the public keys.
 func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v Variation, from checks.Publications) error {
 	outDir = absPath(outDir)
 	cache := outDir + ".cache"
@@ -102,9 +104,23 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 			return err
 		}
 	}
+	// No private key reaches the rebuild: the archive public key and the
+	// release's own signed publications, whose signatures it reuses where
+	// they verify over its bytes.
+	if len(from.ArchiveKey) == 0 || len(from.Signed) == 0 {
+		return errors.New("the rebuild needs the archive public key and the release's signed publications (it never holds a private key)")
+	}
+	pubFile := outDir + ".archive-key.pgp"
+	if err := os.WriteFile(pubFile, from.ArchiveKey, 0o644); err != nil {
+		return fmt.Errorf("preparing the rebuild: %w", err)
+	}
+	var signed []string
+	for _, d := range from.Signed {
+		signed = append(signed, absPath(d))
+	}
 	rq := rebuildRequest{Version: p.Version(), Release: p.Release(), Flavours: p.Flavours(), Epoch: p.Epoch().Unix(),
 		LockPath: lockPath, OutDir: outDir, CacheDir: cache, WorkDir: absPath(v.WorkDir), Umask: v.Umask,
-		RepoRoot: filepath.Join(outDir, "repos"), RepoURL: o.RepoURL, PGPKey: absKey(o.PGPKey), CosignKey: absCosignKey(o.CosignKey),
+		RepoRoot: filepath.Join(outDir, "repos"), RepoURL: o.RepoURL, PGPKey: pgp.KeySource{PublicFile: pubFile, SignaturesFrom: signed},
 		MirrorDir: o.Sources.MirrorDir, MirrorMap: o.Sources.MirrorMap, Debs: o.Sources.DebArchives, AptRoot: o.Sources.AptRoot}
 	b, err := json.Marshal(rq)
 	if err != nil {
@@ -154,34 +170,8 @@ func rebuildEnv(v Variation, home, tmp, reqPath string, o Options) []string {
 		env = append(env, "TZ="+v.TZ)
 	}
 	env = append(env, v.Env...)
-	// Keys held in variables reach the child the same way.
-	for _, k := range []string{o.PGPKey.Env, o.PGPKey.PassphraseEnv, o.CosignKey.KeyEnv, o.CosignKey.PasswordEnv, "COSIGN_PASSWORD"} {
-		if val, ok := os.LookupEnv(k); k != "" && ok {
-			env = append(env, k+"="+val)
-		}
-	}
 	sort.Sort(sort.Reverse(sort.StringSlice(env)))
 	return env
-}
-
-func absKey(k pgp.KeySource) pgp.KeySource {
-	if k.File != "" {
-		k.File = absPath(k.File)
-	}
-	if k.PassphraseFile != "" {
-		k.PassphraseFile = absPath(k.PassphraseFile)
-	}
-	return k
-}
-
-func absCosignKey(k cosign.KeySource) cosign.KeySource {
-	if k.KeyFile != "" {
-		k.KeyFile = absPath(k.KeyFile)
-	}
-	if k.PasswordFile != "" {
-		k.PasswordFile = absPath(k.PasswordFile)
-	}
-	return k
 }
 
 // rebuildChild is the rebuild process: it runs the build stages of the
@@ -218,7 +208,7 @@ func rebuildChild(reqPath string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintf(os.Stderr, "rebuild: pid %d, umask %04o, TZ=%s, HOME=%s, build root %s\n", os.Getpid(), rq.Umask, os.Getenv("TZ"), os.Getenv("HOME"), rq.WorkDir)
-	_, err = Run(ctx, p, Options{Lock: lock, PGPKey: rq.PGPKey, CosignKey: rq.CosignKey, RepoRoot: rq.RepoRoot, RepoURL: rq.RepoURL,
+	_, err = Run(ctx, p, Options{Lock: lock, PGPKey: rq.PGPKey, RepoRoot: rq.RepoRoot, RepoURL: rq.RepoURL,
 		Sources: sources.Options{MirrorDir: rq.MirrorDir, MirrorMap: rq.MirrorMap, DebArchives: rq.Debs, AptRoot: rq.AptRoot}, Log: os.Stderr,
 		skipRequired: true})
 	if err != nil {

@@ -7,13 +7,18 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/halvm/halvm-release/internal/config"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/oci/cosign"
+	"github.com/halvm/halvm-release/sbom"
 	"github.com/halvm/halvm-release/sources"
 	"github.com/halvm/halvm-release/verify"
 	"github.com/halvm/halvm-release/verify/checks"
+	"github.com/halvm/halvm-release/verify/vsa"
 )
 
 // VerifyBuilt runs the verification suite on a release already built in
@@ -24,10 +29,9 @@ import (
 // required check not run.
 //
 // The reproducibility rebuild needs the lock (HALVM_LOCK, or the
-// sample.lock a demo leaves in HALVM_OUT) and the archive signing key
-// (HALVM_PGP_KEY_FILE): signed packages are only reproduced with their
-// key; without it that required check does not run and the verification
-// fails. Images are pulled by digest from the registry the ledger
+// sample.lock a demo leaves in HALVM_OUT) and no private key: it signs
+// with the release's own published signatures where they verify over the
+// rebuilt bytes (pgp.PublishedSignatures), checked with the public key. Images are pulled by digest from the registry the ledger
 // records; a demo's throwaway registry is re-served from the signed
 // images the release saved (ServeSavedImages).
 func VerifyBuilt(ctx context.Context, getenv func(string) string, progress io.Writer) error {
@@ -146,20 +150,17 @@ func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress i
 		c.PreviousAptDir = checks.PreviousPublication(apt)
 	}
 	if lock != nil {
-		if ks := config.PGPKey(getenv); ks.File != "" || ks.Env != "" {
-			plan, err := pipeline.NewPlan(cfgPlan)
-			if err != nil {
-				return err
-			}
-			m, err := config.MirrorFromEnv(getenv)
-			if err != nil {
-				return err
-			}
-			o := Options{Lock: lock, PGPKey: ks, CosignKey: config.CosignKey(getenv),
-				RepoURL: config.Get(getenv, "HALVM_REPO_URL"), Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}}
-			c.Rebuild = func(ctx context.Context, outDir string, v checks.Variation, from checks.Publications) error {
-				return Rebuild(ctx, plan, o, outDir, v, from)
-			}
+		plan, err := pipeline.NewPlan(cfgPlan)
+		if err != nil {
+			return err
+		}
+		m, err := config.MirrorFromEnv(getenv)
+		if err != nil {
+			return err
+		}
+		o := Options{Lock: lock, RepoURL: config.Get(getenv, "HALVM_REPO_URL"), Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}}
+		c.Rebuild = func(ctx context.Context, outDir string, v checks.Variation, from checks.Publications) error {
+			return Rebuild(ctx, plan, o, outDir, v, from)
 		}
 	}
 	scratch, err := os.MkdirTemp("", "halvm-verify-")
@@ -177,7 +178,77 @@ func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress i
 		log = progress
 	}
 	finished = true
-	return verify.Verify(ctx, env, checks.Suite(c), verify.Options{Progress: progress, Log: log, Select: vo.Select, ReportPath: reportPath})
+	verr := verify.Verify(ctx, env, checks.Suite(c), verify.Options{Progress: progress, Log: log, Select: vo.Select, ReportPath: reportPath})
+	if ks := config.VSAKey(getenv); ks.KeyFile != "" && lock != nil {
+		id := fmt.Sprintf("%s-%d", lock.Release.Version, cfgPlan.Release)
+		resource := strings.TrimRight(config.Get(getenv, "HALVM_REPO_URL"), "/") + "/files/" + id + "/"
+		p, err := WriteSummary(env, reportPath, ks, config.Get(getenv, "HALVM_VERIFIER_ID"), resource, time.Now())
+		if err != nil {
+			return errors.Join(verr, err)
+		}
+		fmt.Fprintf(log, "verification summary (SLSA VSA, %s): %s\n  check it: cosign verify-blob-attestation --key <the verifier's public key> --insecure-ignore-tlog --type %s --signature %s %s\n",
+			map[bool]string{true: "PASSED", false: "FAILED"}[verr == nil], p, vsa.PredicateType, p, filepath.Join(out, sbom.SumsName))
+	}
+	return verr
+}
+
+// SummaryName is the signed verification summary beside the report.
+const SummaryName = "verify.vsa.json"
+
+// WriteSummary writes the signed SLSA verification summary of the
+// verification whose report is reportPath (verify.json) next to it: one
+// subject per file of the release's SHA256SUMS and SHA256SUMS itself, each
+// with its verdict (vsa.FromReport), signed with the verifier's cosign key
+// ks. The summary is written whether the verification passed or failed.
+func WriteSummary(env *verify.Env, reportPath string, ks cosign.KeySource, verifierID, resourceURI string, now time.Time) (string, error) {
+	fail := func(err error) (string, error) { return "", fmt.Errorf("the verification summary: %w", err) }
+	sv, err := cosign.LoadSigner(ks)
+	if err != nil {
+		return fail(fmt.Errorf("the verifier's key (HALVM_VSA_KEY_FILE): %w", err))
+	}
+	rep, err := os.ReadFile(reportPath)
+	if err != nil {
+		return fail(err)
+	}
+	as := env.Ledger.Find(pipeline.KindChecksums, "")
+	if len(as) == 0 {
+		return fail(errors.New("the release records no SHA256SUMS: nothing to summarise"))
+	}
+	sumsPath := env.Path(as[0].Path)
+	data, err := os.ReadFile(sumsPath)
+	if err != nil {
+		return fail(err)
+	}
+	parsed, err := sbom.ParseSums(data)
+	if err != nil {
+		return fail(err)
+	}
+	var sums []vsa.Sum
+	for _, s := range parsed {
+		sums = append(sums, vsa.Sum{Name: s.Name, SHA256: s.SHA256})
+	}
+	_, sumsDigest, err := pipeline.HashFile(sumsPath)
+	if err != nil {
+		return fail(err)
+	}
+	in, err := vsa.FromReport(vsa.Input{VerifierID: verifierID, TimeVerified: now.UTC().Truncate(time.Second), ResourceURI: resourceURI,
+		PolicyURI: "https://github.com/halvm/halvm-release/blob/main/RELEASE.md#5-what-verify-checks"}, rep, sums, sumsDigest)
+	if err != nil {
+		return fail(err)
+	}
+	st, err := vsa.Statement(in)
+	if err != nil {
+		return fail(err)
+	}
+	envelope, err := vsa.Sign(st, sv)
+	if err != nil {
+		return fail(err)
+	}
+	p := filepath.Join(filepath.Dir(reportPath), SummaryName)
+	if err := pipeline.WriteFileAtomic(p, envelope, 0o644); err != nil {
+		return fail(err)
+	}
+	return p, nil
 }
 
 // readPublicKey reads the public key file named by the variable. There is

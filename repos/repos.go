@@ -72,7 +72,9 @@ func (c Config) pub() []byte {
 	if c.PublicKey != nil || c.Key == nil {
 		return c.PublicKey
 	}
-	return c.Key.PublicBinary()
+	// A rebuild's key (pgp.PublishedSignatures) signs what differs from
+	// the release with a throwaway key: its publications verify, and differ.
+	return c.Key.VerificationKeys()
 }
 
 // AptDir and DnfDir are the publish roots of the two repositories.

@@ -58,6 +58,9 @@ var Vars = []Var{
 	{"HALVM_REPO_URL", "http://127.0.0.1:8619", "the URL users fetch the repositories from (baked into halvm.sources and halvm.repo)"},
 	{"HALVM_REPO_ADDR", "127.0.0.1:8619", "where repo:serve listens"},
 	{"HALVM_KEEP", "5", "live publications repo:prune (and each publish) keeps per repository, at least 2"},
+	{"HALVM_VSA_KEY_FILE", "", "the verifier's own encrypted cosign key: `go run mage.go verify` then writes HALVM_OUT/verify.vsa.json, a signed SLSA verification summary"},
+	{"HALVM_VSA_PASSWORD_FILE", "", "file holding that key's password"},
+	{"HALVM_VERIFIER_ID", "https://github.com/halvm/halvm-release/verify", "the verifier id the verification summary names (who verified, with what)"},
 	{"HALVM_REGISTRY", "", "image repository prefix the images are pushed to by digest, e.g. ghcr.io/halvm (\"\" keeps them in dist/oci only)"},
 }
 
@@ -203,6 +206,12 @@ func CosignKey(env Getenv) cosign.KeySource {
 		ks.KeyEnv = "HALVM_COSIGN_KEY"
 	}
 	return ks
+}
+
+// VSAKey is the verifier's cosign key (HALVM_VSA_KEY_FILE), which signs
+// the verification summary; its zero value means no summary is written.
+func VSAKey(env Getenv) cosign.KeySource {
+	return cosign.KeySource{KeyFile: env("HALVM_VSA_KEY_FILE"), PasswordFile: env("HALVM_VSA_PASSWORD_FILE")}
 }
 
 // Install is HALVM_INSTALL: whether the demo and the test command may

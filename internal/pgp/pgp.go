@@ -37,6 +37,9 @@ const rsaBits = 3072
 // signing key. A Key is safe for concurrent signing.
 type Key struct {
 	e *openpgp.Entity
+	// published, when set, makes this a key without its private half
+	// that signs with a published release's signatures (PublishedSignatures).
+	published *published
 }
 
 // Generate makes a v4 RSA-3072 key whose primary key signs and certifies,
@@ -127,6 +130,11 @@ func ReadKey(armoredPrivate []byte, passphrase []byte) (*Key, error) {
 type KeySource struct {
 	File, Env                     string
 	PassphraseFile, PassphraseEnv string
+	// Or no private key at all: the public key in PublicFile with the
+	// signatures a published release carries below SignaturesFrom
+	// (PublishedSignatures): what a rebuild signs with.
+	PublicFile     string
+	SignaturesFrom []string
 }
 
 // String names the source without its content.
@@ -144,6 +152,12 @@ func (s KeySource) String() string {
 	if s.PassphraseEnv != "" {
 		parts = append(parts, "passphrase variable $"+s.PassphraseEnv)
 	}
+	if s.PublicFile != "" {
+		parts = append(parts, "public key file "+s.PublicFile)
+	}
+	if len(s.SignaturesFrom) > 0 {
+		parts = append(parts, "published signatures below "+strings.Join(s.SignaturesFrom, ", "))
+	}
 	if len(parts) == 0 {
 		return "no key source"
 	}
@@ -153,6 +167,9 @@ func (s KeySource) String() string {
 // LoadKey reads the key described by src. Errors name the file or variable,
 // never their content. Every problem with src is reported at once.
 func LoadKey(src KeySource) (*Key, error) {
+	if src.PublicFile != "" || len(src.SignaturesFrom) > 0 {
+		return loadPublished(src)
+	}
 	var problems []string
 	if src.File == "" && src.Env == "" {
 		problems = append(problems, "no key given: set a key file or a key environment variable")
@@ -206,6 +223,9 @@ func LoadKey(src KeySource) (*Key, error) {
 // (iterated and salted S2K, readable by gpg 2.2) when it is non-empty. The
 // encrypted form is randomly salted, so it differs between calls.
 func (k *Key) ArmoredPrivate(passphrase []byte) ([]byte, error) {
+	if k.published != nil {
+		return nil, errors.New("this key has no private half (it signs with a published release's signatures)")
+	}
 	var raw bytes.Buffer
 	if err := k.e.SerializePrivateWithoutSigning(&raw, nil); err != nil {
 		return nil, fmt.Errorf("exporting secret key: %w", err)
@@ -284,6 +304,9 @@ func (k *Key) IsDevelopment() bool {
 // DetachSign returns a binary detached signature of data made at time t.
 // Signing the same data at the same t gives the same bytes.
 func (k *Key) DetachSign(data io.Reader, t time.Time) ([]byte, error) {
+	if k.published != nil {
+		return k.published.detach(k, data, t)
+	}
 	cfg, err := k.config(t)
 	if err != nil {
 		return nil, err
@@ -308,6 +331,9 @@ func (k *Key) DetachSignArmored(data io.Reader, t time.Time) ([]byte, error) {
 // made at time t. go-crypto writes the signature armor without the CRC line,
 // which bookworm's gpgv rejects, so the signature block is re-armored with it.
 func (k *Key) ClearSign(data []byte, t time.Time) ([]byte, error) {
+	if k.published != nil {
+		return k.published.clearSign(k, data, t)
+	}
 	cfg, err := k.config(t)
 	if err != nil {
 		return nil, err
@@ -515,4 +541,31 @@ func (kr *Keyring) VerifyClearSigned(msg []byte) (text []byte, fingerprint strin
 		return nil, "", fmt.Errorf("verifying cleartext signature: %w", err)
 	}
 	return blk.Plaintext, fmt.Sprintf("%X", signer.PrimaryKey.Fingerprint), nil
+}
+
+// loadPublished loads a PublishedSignatures key: no private key or
+// passphrase may be named with it.
+func loadPublished(src KeySource) (*Key, error) {
+	var problems []string
+	if src.File != "" || src.Env != "" || src.PassphraseFile != "" || src.PassphraseEnv != "" {
+		problems = append(problems, "a private key and published signatures are both given: give one")
+	}
+	if src.PublicFile == "" {
+		problems = append(problems, "no public key file")
+	}
+	if len(src.SignaturesFrom) == 0 {
+		problems = append(problems, "no directory of published signatures")
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("loading the archive key from %s: %s", src, strings.Join(problems, "; "))
+	}
+	pub, err := os.ReadFile(src.PublicFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading the archive key from %s: %w", src, err)
+	}
+	k, err := PublishedSignatures(pub, src.SignaturesFrom)
+	if err != nil {
+		return nil, fmt.Errorf("loading the archive key from %s: %w", src, err)
+	}
+	return k, nil
 }

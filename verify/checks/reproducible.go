@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/sbom"
 	"github.com/halvm/halvm-release/verify"
 	"github.com/halvm/halvm-release/verify/diff"
+	"github.com/halvm/halvm-release/verify/signed"
 )
 
 // CheckRebuild is the reproducibility check's name.
@@ -60,11 +63,21 @@ func (v Variation) Describe() string {
 	return fmt.Sprintf("a separate process, %sbuild root %s, umask %04o, TZ=%s, USER=%s with its own HOME and TMPDIR, %s, environment reversed", net, v.WorkDir, v.Umask, v.TZ, v.User, strings.Join(v.Env, " "))
 }
 
-// Publications are the apt and dnf publications a release's own extended
-// (what was live when they were staged; "" for a first release): a
-// rebuild stages its repositories on top of the same, so their metadata
-// can be compared byte for byte.
-type Publications struct{ Apt, Dnf string }
+// Publications are what a rebuild starts from besides the lock.
+type Publications struct {
+	// Apt and Dnf are the publications the release's own extended (what
+	// was live when they were staged; "" for a first release): a rebuild
+	// stages its repositories on top of the same, so their metadata can be
+	// compared byte for byte.
+	Apt, Dnf string
+	// Signed are the release's own signed publications and ArchiveKey its
+	// archive public key: a rebuild has no private key, it reuses a
+	// published signature exactly where it verifies over the rebuilt bytes
+	// (pgp.PublishedSignatures), so identical content gives identical
+	// signed artifacts and anything else differs.
+	Signed     []string
+	ArchiveKey []byte
+}
 
 // reproducibleKinds are the artifacts a rebuild must reproduce.
 var reproducibleKinds = []pipeline.Kind{pipeline.KindTreeManifest, pipeline.KindDeb, pipeline.KindRPM, pipeline.KindOCIImage, pipeline.KindOCILayout, pipeline.KindSPDX, pipeline.KindCycloneDX, pipeline.KindProvenance, pipeline.KindLock}
@@ -92,10 +105,13 @@ func reproducibilityChecks(c Config) []verify.Check {
 			var from Publications
 			if a, err := repoDir(env, c.AptDir, pipeline.KindAptRepo); err == nil {
 				apt, from.Apt = a, PreviousPublication(a)
+				from.Signed = append(from.Signed, a)
 			}
 			if d, err := repoDir(env, c.DnfDir, pipeline.KindDnfRepo); err == nil {
 				dnf, from.Dnf = d, PreviousPublication(d)
+				from.Signed = append(from.Signed, d)
 			}
+			from.ArchiveKey = c.ArchiveKey
 			if err := c.Rebuild(ctx, out, v, from); err != nil {
 				return verify.Evidence{}, fmt.Errorf("rebuilding the release (%s): %w", v.Describe(), err)
 			}
@@ -104,6 +120,13 @@ func reproducibilityChecks(c Config) []verify.Check {
 				return verify.Evidence{}, fmt.Errorf("reading the rebuild's ledger: %w", err)
 			}
 			ev, err := CompareRebuild(ctx, env, out, second, apt, dnf)
+			if serr := compareSignedSums(env, out, c); serr != nil {
+				ev.Details = append(ev.Details, serr.details...)
+				err = errors.Join(err, serr.err)
+			} else {
+				ev.Checked += 3
+				ev.Details = append(ev.Details, "identical SHA256SUMS over the rebuilt files; SHA256SUMS.asc and SHA256SUMS.sig verify over it")
+			}
 			ev.Summary = strings.TrimSpace(ev.Summary + " (" + v.Describe() + ")")
 			return ev, err
 		},
@@ -210,4 +233,65 @@ func CompareRebuild(ctx context.Context, env *verify.Env, out string, second *pi
 	}
 	ev.Summary = fmt.Sprintf("%d artifacts (tree manifests, .deb, .rpm, image digests and tarball, SBOMs, the lock, Packages, primary) identical in the rebuild", ev.Checked)
 	return ev, nil
+}
+
+type sumsFailure struct {
+	err     error
+	details []string
+}
+
+// compareSignedSums checks the release's signed checksum list against the
+// rebuild, which signs nothing: SHA256SUMS made over the rebuilt files it
+// lists must be the release's byte for byte, and the release's OpenPGP
+// (.asc) and cosign (.sig) signatures must verify over it with the
+// public keys.
+func compareSignedSums(env *verify.Env, out string, c Config) *sumsFailure {
+	fail := func(format string, a ...any) *sumsFailure {
+		msg := fmt.Sprintf(format, a...)
+		return &sumsFailure{err: errors.New(msg), details: []string{"DIFFERS   " + msg}}
+	}
+	as, err := env.Artifacts(pipeline.KindChecksums, "")
+	if err != nil || len(as) == 0 {
+		return fail("%s: the release records no signed checksum list (%v)", sbom.SumsName, err)
+	}
+	released := filepath.Dir(env.Path(as[0].Path))
+	data, err := os.ReadFile(filepath.Join(released, sbom.SumsName))
+	if err != nil {
+		return fail("%s: %v", sbom.SumsName, err)
+	}
+	sums, err := sbom.ParseSums(data)
+	if err != nil {
+		return fail("%s: %v", sbom.SumsName, err)
+	}
+	var names []string
+	for _, s := range sums {
+		names = append(names, s.Name)
+	}
+	rebuilt, err := sbom.SumFiles(out, names)
+	if err != nil {
+		return fail("%s over the rebuilt files: %v", sbom.SumsName, err)
+	}
+	b, err := sbom.FormatSums(rebuilt)
+	if err != nil {
+		return fail("%s over the rebuilt files: %v", sbom.SumsName, err)
+	}
+	if err := os.WriteFile(filepath.Join(out, sbom.SumsName), b, 0o644); err != nil {
+		return fail("%s over the rebuilt files: %v", sbom.SumsName, err)
+	}
+	keys := signed.Keys{Archive: c.ArchiveKey}
+	if len(c.CosignKey) > 0 {
+		keys.CosignBlob = func(data, sig []byte) error { return sbom.VerifyBlob(c.CosignKey, data, sig) }
+	}
+	var f sumsFailure
+	for _, name := range []string{sbom.SumsName, sbom.SumsOpenPGP, sbom.SumsCosign} {
+		v := signed.File(released, out, name, keys)
+		if v.Status != signed.Identical {
+			f.err = errors.Join(f.err, fmt.Errorf("%s: %s", name, strings.Join(v.Detail, "; ")))
+			f.details = append(f.details, strings.Split(v.String(), "\n")...)
+		}
+	}
+	if f.err != nil {
+		return &f
+	}
+	return nil
 }
