@@ -122,17 +122,6 @@ func (r Repo) Sources() []byte {
 		r.URL, r.Suite, r.Component, Architecture, r.KeyringPath())
 }
 
-// Instructions is the client setup a README shows: fetch the key and the
-// snippet to the conventional places, then update and install.
-func (r Repo) Instructions(pkg string) string {
-	r = r.withDefaults()
-	return fmt.Sprintf(`sudo install -d -m 0755 /etc/apt/keyrings
-curl -fsSL %[1]s/%[2]s | sudo tee %[3]s >/dev/null
-curl -fsSL %[1]s/%[4]s | sudo tee %[5]s >/dev/null
-sudo apt-get update && sudo apt-get install -y %[6]s
-`, r.URL, r.KeyringFile(), r.KeyringPath(), r.SourcesFile(), r.SourcesPath(), pkg)
-}
-
 // Input is what Write publishes.
 type Input struct {
 	Repo Repo

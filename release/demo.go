@@ -19,18 +19,14 @@ import (
 // SampleNotice is said at the start and the end of every demo run.
 const SampleNotice = "THIS IS THE SAMPLE UPSTREAM, NOT THE HaLVM: a generated stand-in with the HaLVM's shape whose build compiles real C; the real HaLVM sources are not reachable here"
 
-// DemoSkips are the stages the demo cannot run yet, and why: a run with
-// skips is a snapshot (never published as a release), and says so.
-// None today: every stage runs.
-var DemoSkips = map[string]string{}
-
 // DemoOptions configure a demo run.
 type DemoOptions struct {
 	OutDir   string // dist/
 	CacheDir string
 	WorkDir  string
 	RealLock *pins.Lock // its tool packages (alex, HsColour) and image packages are pinned into the sample lock
-	// Skip are the stages the demo cannot run yet, with why.
+	// Skip are stages to leave out, with why (a run with skips is a
+	// snapshot: staged, never published live). The demo itself skips none.
 	Skip map[string]string
 	Addr string // where the repositories are served during the demo
 	Log  io.Writer

@@ -118,7 +118,7 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 	if err != nil {
 		return fmt.Errorf("the rebuild runs this program again: %w", err)
 	}
-	env := rebuildEnv(v, home, tmp, reqPath, o)
+	env, secrets := rebuildEnv(v, home, tmp, reqPath, o)
 	logPath := outDir + ".log"
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -134,7 +134,7 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 		}
 		args = append([]string{"unshare", "--net"}, args...)
 	}
-	err = run.Run(ctx, run.Cmd{Args: args, Env: env, Stdout: logf, Stderr: logf, WaitDelay: 30 * time.Second})
+	err = run.Run(ctx, run.Cmd{Args: args, Env: env, Stdout: logf, Stderr: logf, Secrets: secrets, WaitDelay: 30 * time.Second})
 	if err != nil {
 		return fmt.Errorf("the rebuild (log: %s): %w", logPath, err)
 	}
@@ -143,9 +143,10 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 
 // rebuildEnv is the child's whole environment, in reverse order: a build
 // that depended on environment order or on any variable not passed on
-// explicitly would differ.
-func rebuildEnv(v Variation, home, tmp, reqPath string, o Options) []string {
-	env := []string{
+// explicitly would differ. secrets are the key material passed on in it,
+// which the runner redacts from everything it reports.
+func rebuildEnv(v Variation, home, tmp, reqPath string, o Options) (env, secrets []string) {
+	env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + home, "USER=" + v.User, "LOGNAME=" + v.User, "TMPDIR=" + tmp,
 		rebuildRequestVar + "=" + reqPath,
@@ -158,10 +159,11 @@ func rebuildEnv(v Variation, home, tmp, reqPath string, o Options) []string {
 	for _, k := range []string{o.PGPKey.Env, o.PGPKey.PassphraseEnv, o.CosignKey.KeyEnv, o.CosignKey.PasswordEnv, "COSIGN_PASSWORD"} {
 		if val, ok := os.LookupEnv(k); k != "" && ok {
 			env = append(env, k+"="+val)
+			secrets = append(secrets, val)
 		}
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(env)))
-	return env
+	return env, secrets
 }
 
 func absKey(k pgp.KeySource) pgp.KeySource {

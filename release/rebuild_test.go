@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -101,5 +102,25 @@ func TestSeedRepos(t *testing.T) {
 	}
 	if bytes.Equal(metadata(bare.StagedDirs(bs))[0], want[0]) {
 		t.Error("an unseeded rebuild gave the same Packages: the test does not show what seeding is for")
+	}
+}
+
+// TestRebuildEnvPassesKeysAsSecrets: keys held in variables reach the
+// rebuild child in its environment, and every such value is given to the
+// runner as a secret to redact.
+func TestRebuildEnvPassesKeysAsSecrets(t *testing.T) {
+	t.Setenv("TEST_PGP_KEY", "armored-secret-key")
+	t.Setenv("COSIGN_PASSWORD", "cosign-secret-password")
+	o := Options{PGPKey: pgp.KeySource{Env: "TEST_PGP_KEY"}}
+	env, secrets := rebuildEnv(checks.Variation{User: "rebuild"}, "/h", "/t", "/r.json", o)
+	for _, want := range []string{"TEST_PGP_KEY=armored-secret-key", "COSIGN_PASSWORD=cosign-secret-password"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("the child's environment lacks %s: %q", want, env)
+		}
+	}
+	for _, want := range []string{"armored-secret-key", "cosign-secret-password"} {
+		if !slices.Contains(secrets, want) {
+			t.Errorf("%q is passed to the child but not redacted (secrets %d)", want, len(secrets))
+		}
 	}
 }

@@ -29,7 +29,7 @@ import (
 // cosignSigner is the loaded cosign key (images, SHA256SUMS.sig).
 type cosignSigner = *sbom.CosignKey
 
-// BuildDir is the fixed build root every toolchain is built below.
+// buildDir is the fixed build root every toolchain is built below.
 func (r *runner) buildDir(p pipeline.Plan) string { return p.WorkDir() }
 
 func (r *runner) preflight(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {

@@ -9,9 +9,10 @@
 // missing is "not-run" with the reason and the remedy, never passed; a
 // required check that did not run fails the verification; and a check can
 // only pass by returning Evidence that names what it verified (a count
-// greater than zero and a summary). The individual checks live in the
-// packages that own the formats (debian, rpm, sbom, oci, verify/xenboot);
-// the release wires them into a []Check.
+// greater than zero and a summary). The individual checks live in
+// verify/checks (which calls the packages that own the formats: debian,
+// rpm, sbom, oci, verify/xenboot); its Suite is the []Check the release's
+// verify stage and `go run mage.go verify` run.
 package verify
 
 import (
@@ -132,7 +133,8 @@ func (e Evidence) problem() string {
 // only the tree it was given.
 type Env struct {
 	// Dist is the release directory (absolute): dist/ with ledger.json,
-	// the repositories, the image layout and the public keys.
+	// the packages, SBOMs, SHA256SUMS and the image layouts (the
+	// repositories are below RepoRoot).
 	Dist string
 	// RepoRoot is the publish root (absolute): apt/, dnf/ and files/, each
 	// with its `current` link.

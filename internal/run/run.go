@@ -213,9 +213,6 @@ func lookPath(name string, env []string) (string, error) {
 	return "", fmt.Errorf("%s not found in PATH %q: install it (see `go run mage.go preflight`)", name, path)
 }
 
-// Redact replaces every secret in s with "[redacted]".
-func Redact(s string, secrets ...string) string { return redact(s, secrets) }
-
 func redact(s string, secrets []string) string {
 	for _, sec := range secrets {
 		if sec != "" {

@@ -49,20 +49,6 @@ const (
 	intotoStatementType = "https://in-toto.io/Statement/v1"
 )
 
-// CLIType returns the `cosign verify-attestation --type` value of a
-// predicate type.
-func CLIType(predicateType string) string {
-	switch predicateType {
-	case PredicateSPDX:
-		return TypeSPDX
-	case PredicateCycloneDX:
-		return TypeCycloneDX
-	case PredicateSLSA1:
-		return TypeSLSA1
-	}
-	return predicateType
-}
-
 // GenerateKey makes a new password-encrypted cosign key pair, the same
 // format as `cosign generate-key-pair`. password must not be empty.
 func GenerateKey(password []byte) (privatePEM, publicPEM []byte, err error) {
