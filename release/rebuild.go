@@ -146,19 +146,31 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 // explicitly would differ. secrets are the key material passed on in it,
 // which the runner redacts from everything it reports.
 func rebuildEnv(v Variation, home, tmp, reqPath string, o Options) (env, secrets []string) {
-	env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + home, "USER=" + v.User, "LOGNAME=" + v.User, "TMPDIR=" + tmp,
-		rebuildRequestVar + "=" + reqPath,
-	}
+	env = append(run.Inherit("PATH"),
+		"HOME="+home, "USER="+v.User, "LOGNAME="+v.User, "TMPDIR="+tmp,
+		rebuildRequestVar+"="+reqPath,
+	)
 	if v.TZ != "" {
 		env = append(env, "TZ="+v.TZ)
 	}
 	env = append(env, v.Env...)
-	// Keys held in variables reach the child the same way.
-	for _, k := range []string{o.PGPKey.Env, o.PGPKey.PassphraseEnv, o.CosignKey.KeyEnv, o.CosignKey.PasswordEnv, "COSIGN_PASSWORD"} {
-		if val, ok := os.LookupEnv(k); k != "" && ok {
-			env = append(env, k+"="+val)
+	// Keys held in variables reach the child the same way, read where
+	// the key sources say (internal/config: this process's environment).
+	cosignPass := o.CosignKey.PasswordEnv
+	if cosignPass == "" {
+		cosignPass = "COSIGN_PASSWORD"
+	}
+	seen := map[string]bool{}
+	for _, k := range []struct {
+		name   string
+		lookup func(string) (string, bool)
+	}{{o.PGPKey.Env, o.PGPKey.Lookup}, {o.PGPKey.PassphraseEnv, o.PGPKey.Lookup}, {o.CosignKey.KeyEnv, o.CosignKey.Lookup}, {cosignPass, o.CosignKey.Lookup}} {
+		if k.name == "" || k.lookup == nil || seen[k.name] {
+			continue
+		}
+		seen[k.name] = true
+		if val, ok := k.lookup(k.name); ok {
+			env = append(env, k.name+"="+val)
 			secrets = append(secrets, val)
 		}
 	}
@@ -202,6 +214,8 @@ func rebuildChild(reqPath string) int {
 		return fail(fmt.Errorf("the request %s: %w", reqPath, err))
 	}
 	syscall.Umask(rq.Umask)
+	// The keys held in variables came in this process's environment.
+	rq.PGPKey.Lookup, rq.CosignKey.Lookup = os.LookupEnv, os.LookupEnv
 	lock, err := pins.LoadFile(rq.LockPath)
 	if err != nil {
 		return fail(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/testpkg"
+	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/repos"
 	"github.com/halvm/halvm-release/verify/checks"
 )
@@ -109,9 +110,9 @@ func TestSeedRepos(t *testing.T) {
 // rebuild child in its environment, and every such value is given to the
 // runner as a secret to redact.
 func TestRebuildEnvPassesKeysAsSecrets(t *testing.T) {
-	t.Setenv("TEST_PGP_KEY", "armored-secret-key")
-	t.Setenv("COSIGN_PASSWORD", "cosign-secret-password")
-	o := Options{PGPKey: pgp.KeySource{Env: "TEST_PGP_KEY"}}
+	vars := map[string]string{"TEST_PGP_KEY": "armored-secret-key", "COSIGN_PASSWORD": "cosign-secret-password"}
+	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	o := Options{PGPKey: pgp.KeySource{Env: "TEST_PGP_KEY", Lookup: lookup}, CosignKey: cosign.KeySource{KeyFile: "/k", Lookup: lookup}}
 	env, secrets := rebuildEnv(checks.Variation{User: "rebuild"}, "/h", "/t", "/r.json", o)
 	for _, want := range []string{"TEST_PGP_KEY=armored-secret-key", "COSIGN_PASSWORD=cosign-secret-password"} {
 		if !slices.Contains(env, want) {

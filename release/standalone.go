@@ -17,8 +17,8 @@ import (
 )
 
 // VerifyBuilt runs the verification suite on a release already built in
-// HALVM_OUT (`go run mage.go verify`), configured by getenv (the
-// variables of config.Vars), trusting only the public keys it is given
+// HALVM_OUT (`go run mage.go verify`), configured by c
+// (config.LoadVerification), trusting only the public keys it is given
 // (HALVM_PGP_PUBLIC_KEY_FILE, HALVM_COSIGN_PUBLIC_KEY_FILE). It writes
 // HALVM_OUT/verify.json and returns an error on any failure or any
 // required check not run.
@@ -30,8 +30,8 @@ import (
 // fails. Images are pulled by digest from the registry the ledger
 // records; a demo's throwaway registry is re-served from the signed
 // images the release saved (ServeSavedImages).
-func VerifyBuilt(ctx context.Context, getenv func(string) string, progress io.Writer) error {
-	return VerifyBuiltWith(ctx, getenv, progress, VerifyOptions{})
+func VerifyBuilt(ctx context.Context, c config.Verification, progress io.Writer) error {
+	return VerifyBuiltWith(ctx, c, progress, VerifyOptions{})
 }
 
 // VerifyOptions tune VerifyBuiltWith.
@@ -49,8 +49,8 @@ type VerifyOptions struct {
 // at there, the tree users are served. The report is written as the
 // verification starts (status running) and at its end; a verification
 // that stops early leaves a failing report naming the cause.
-func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress io.Writer, vo VerifyOptions) (err error) {
-	out := absPath(config.Get(getenv, "HALVM_OUT"))
+func VerifyBuiltWith(ctx context.Context, vc config.Verification, progress io.Writer, vo VerifyOptions) (err error) {
+	out := vc.OutDir
 	reportPath := filepath.Join(out, "verify.json")
 	var env *verify.Env
 	finished := false
@@ -69,28 +69,12 @@ func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress i
 			return fmt.Errorf("writing the verification report %s: %w", reportPath, werr)
 		}
 	}
-	repoRoot := getenv("HALVM_REPO_ROOT")
-	if repoRoot == "" {
-		repoRoot = filepath.Join(out, "repos")
-	}
-	env, err = verify.LoadEnvAt(out, absPath(repoRoot), "")
+	env, err = verify.LoadEnvAt(out, vc.RepoRoot, "")
 	if err != nil {
 		return err
 	}
-	if getenv("HALVM_LOCK") == "" {
-		demoLock := filepath.Join(out, "sample.lock")
-		if _, err := os.Stat(demoLock); err == nil {
-			outer := getenv
-			getenv = func(k string) string {
-				if k == "HALVM_LOCK" {
-					return demoLock
-				}
-				return outer(k)
-			}
-		}
-	}
 	var errs []error
-	cfgPlan, lock, lerr := config.Load(getenv)
+	cfgPlan, lock, lerr := vc.Config, vc.Lock, vc.LockErr
 	if lerr != nil {
 		errs = append(errs, fmt.Errorf("the lock: %w", lerr))
 	} else if err := env.AddInput("lock", cfgPlan.LockPath); err != nil {
@@ -110,22 +94,22 @@ func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress i
 		}
 	}
 	demoKeys := filepath.Join(cfgPlan.CacheDir, "dev-keys")
-	if c.ArchiveKey, err = readPublicKey(getenv, "HALVM_PGP_PUBLIC_KEY_FILE", demoKeys); err != nil {
+	if c.ArchiveKey, err = readPublicKey(vc.ArchivePublicKeyFile, "HALVM_PGP_PUBLIC_KEY_FILE", demoKeys); err != nil {
 		errs = append(errs, err)
-	} else if err := env.AddInput("archive-public-key", getenv("HALVM_PGP_PUBLIC_KEY_FILE")); err != nil {
+	} else if err := env.AddInput("archive-public-key", vc.ArchivePublicKeyFile); err != nil {
 		errs = append(errs, err)
 	}
-	if c.CosignKey, err = readPublicKey(getenv, "HALVM_COSIGN_PUBLIC_KEY_FILE", demoKeys); err != nil {
+	if c.CosignKey, err = readPublicKey(vc.CosignPublicKeyFile, "HALVM_COSIGN_PUBLIC_KEY_FILE", demoKeys); err != nil {
 		if _, skipped := c.Skipped["sign"]; !skipped {
 			errs = append(errs, err)
 		}
-	} else if err := env.AddInput("cosign-public-key", getenv("HALVM_COSIGN_PUBLIC_KEY_FILE")); err != nil {
+	} else if err := env.AddInput("cosign-public-key", vc.CosignPublicKeyFile); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	env.CacheDir = config.VerifyCacheDir(getenv, cfgPlan.CacheDir)
+	env.CacheDir = vc.CacheDir
 	// What users get: the publications `current` points at. When nothing
 	// is served the served-tree check says so; the other checks then read
 	// the ledger's publications.
@@ -146,17 +130,16 @@ func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress i
 		c.PreviousAptDir = checks.PreviousPublication(apt)
 	}
 	if lock != nil {
-		if ks := config.PGPKey(getenv); ks.File != "" || ks.Env != "" {
+		if ks := vc.PGPKey; ks.File != "" || ks.Env != "" {
 			plan, err := pipeline.NewPlan(cfgPlan)
 			if err != nil {
 				return err
 			}
-			m, err := config.MirrorFromEnv(getenv)
-			if err != nil {
-				return err
+			if vc.MirrorErr != nil {
+				return vc.MirrorErr
 			}
-			o := Options{Lock: lock, PGPKey: ks, CosignKey: config.CosignKey(getenv),
-				RepoURL: config.Get(getenv, "HALVM_REPO_URL"), Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}}
+			o := Options{Lock: lock, PGPKey: ks, CosignKey: vc.CosignKey,
+				RepoURL: vc.RepoURL, Sources: sources.Options{MirrorDir: vc.Mirror.Dir, MirrorMap: vc.Mirror.Map}}
 			c.Rebuild = func(ctx context.Context, outDir string, v checks.Variation, from checks.Publications) error {
 				return Rebuild(ctx, plan, o, outDir, v, from)
 			}
@@ -180,10 +163,9 @@ func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress i
 	return verify.Verify(ctx, env, checks.Suite(c), verify.Options{Progress: progress, Log: log, Select: vo.Select, ReportPath: reportPath})
 }
 
-// readPublicKey reads the public key file named by the variable. There is
+// readPublicKey reads the public key file p the variable named. There is
 // no fallback: the verification trusts only the key it is given.
-func readPublicKey(getenv func(string) string, variable, demoKeys string) ([]byte, error) {
-	p := getenv(variable)
+func readPublicKey(p, variable, demoKeys string) ([]byte, error) {
 	if p == "" {
 		return nil, fmt.Errorf("%s is not set: give the pinned public key to verify with (a demo's development keys are in %s)", variable, demoKeys)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -119,20 +118,15 @@ func System() Host {
 // lookPath finds a program as the command runner will: in PATH (the
 // environment every stage hands its programs).
 func lookPath(name string) string {
-	path := os.Getenv("PATH")
-	if path == "" {
-		path = SystemPath
+	env := run.Inherit("PATH")
+	if path, _ := run.Lookup(env, "PATH"); path == "" {
+		env = []string{"PATH=" + SystemPath}
 	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p
-		}
+	p, err := run.LookPath(name, env)
+	if err != nil {
+		return ""
 	}
-	return ""
+	return p
 }
 
 // dockerEnv is the environment of the docker client.

@@ -7,6 +7,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,6 +16,22 @@ import (
 
 // CI reports whether the tests run under CI (CI=true), where nothing may skip.
 func CI() bool { return os.Getenv("CI") == "true" }
+
+// CacheDir is the tests' download cache (config.TestCache for the test
+// command): $HALVM_TEST_CACHE, else $HOME/.cache/halvm-release-test, else
+// os.UserCacheDir()/halvm-release-test.
+func CacheDir() string {
+	if d := os.Getenv("HALVM_TEST_CACHE"); d != "" {
+		return d
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".cache", "halvm-release-test")
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "halvm-release-test")
+	}
+	return filepath.Join(os.TempDir(), "halvm-release-test")
+}
 
 // Unavailable stops the test because a prerequisite is missing: a skip
 // locally, a failure under CI. Call it, never a bare t.Skip.

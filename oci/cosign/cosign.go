@@ -69,6 +69,17 @@ type KeySource struct {
 	KeyEnv       string // or the name of a variable holding its PEM text
 	PasswordFile string // path to a file holding the password (one trailing newline is ignored)
 	PasswordEnv  string // or the name of a variable holding it; "" means COSIGN_PASSWORD
+	// Lookup reads the variables KeyEnv and PasswordEnv name (internal/config
+	// sets it; this package never reads the environment itself).
+	Lookup func(name string) (string, bool) `json:"-"`
+}
+
+// lookup reads a variable through ks.Lookup.
+func (ks KeySource) lookup(name string) (string, bool) {
+	if ks.Lookup == nil {
+		return "", false
+	}
+	return ks.Lookup(name)
 }
 
 // LoadSigner decrypts the private key. Errors never contain the key or
@@ -83,7 +94,7 @@ func LoadSigner(ks KeySource) (signature.SignerVerifier, error) {
 		}
 		key = b
 	case ks.KeyEnv != "":
-		v, ok := os.LookupEnv(ks.KeyEnv)
+		v, ok := ks.lookup(ks.KeyEnv)
 		if !ok || v == "" {
 			return nil, fmt.Errorf("reading the cosign key: environment variable %s is not set", ks.KeyEnv)
 		}
@@ -104,7 +115,7 @@ func LoadSigner(ks KeySource) (signature.SignerVerifier, error) {
 		if env == "" {
 			env = "COSIGN_PASSWORD"
 		}
-		v, ok := os.LookupEnv(env)
+		v, ok := ks.lookup(env)
 		if !ok {
 			return nil, fmt.Errorf("reading the cosign key password: environment variable %s is not set", env)
 		}

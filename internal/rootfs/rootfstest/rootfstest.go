@@ -5,7 +5,6 @@ package rootfstest
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,20 +13,8 @@ import (
 	"github.com/halvm/halvm-release/internal/testenv"
 )
 
-// CacheDir is the tests' download cache: $HALVM_TEST_CACHE, else
-// $HOME/.cache/halvm-release-test, else os.UserCacheDir()/halvm-release-test.
-func CacheDir() string {
-	if d := os.Getenv("HALVM_TEST_CACHE"); d != "" {
-		return d
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".cache", "halvm-release-test")
-	}
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "halvm-release-test")
-	}
-	return filepath.Join(os.TempDir(), "halvm-release-test")
-}
+// CacheDir is the tests' download cache (testenv.CacheDir).
+func CacheDir() string { return testenv.CacheDir() }
 
 // Template returns the cached template for spec, building it if needed.
 func Template(t testing.TB, spec rootfs.Spec) string {
