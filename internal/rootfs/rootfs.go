@@ -57,7 +57,7 @@ func PrepareSpec(ctx context.Context, cacheDir string, spec Spec) (string, error
 	if spec.Mirror == "" {
 		m, err := SystemMirror()
 		if err != nil {
-			return "", fmt.Errorf("preparing rootfs: %w", err)
+			return "", fmt.Errorf("preparing rootfs: %w: %w", ErrMirrorUnreachable, err)
 		}
 		spec.Mirror = m
 	}
@@ -105,6 +105,9 @@ func PrepareSpec(ctx context.Context, cacheDir string, spec Spec) (string, error
 	args = append(args, Suite, tmp, spec.Mirror)
 	if err := run.Run(ctx, run.Cmd{Args: args, Env: env}); err != nil {
 		_ = os.RemoveAll(tmp)
+		if fetchFailed(err) {
+			err = fmt.Errorf("%w: %w", ErrMirrorUnreachable, err)
+		}
 		return "", fmt.Errorf("preparing rootfs: building %s with mmdebstrap from %s: %w", Suite, spec.Mirror, err)
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "etc", "halvm-rootfs-key"), []byte(key+"\n"), 0o644); err != nil {
@@ -276,6 +279,29 @@ func mountsUnder(dir string) []string {
 func unescapeMount(s string) string {
 	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
 	return r.Replace(s)
+}
+
+// ErrMirrorUnreachable marks a rootfs that could not be built for want of
+// a Debian mirror: none configured, or apt could not fetch from it (name
+// resolution, connection, missing index). It is a missing prerequisite of
+// the machine, not a fault of the build.
+var ErrMirrorUnreachable = errors.New("the Debian mirror is unreachable")
+
+// fetchMessages are what apt and mmdebstrap say when they cannot fetch.
+var fetchMessages = []string{"Failed to fetch", "Temporary failure resolving", "Could not resolve", "Could not connect", "Unable to connect", "Connection timed out", "Connection refused", "Network is unreachable", "Some index files failed to download"}
+
+// fetchFailed reports whether a failed run says it could not fetch.
+func fetchFailed(err error) bool {
+	var re *run.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	for _, m := range fetchMessages {
+		if strings.Contains(re.Stderr, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // SystemMirror returns the Debian mirror this machine's apt uses for
