@@ -236,7 +236,7 @@ func (r *runner) sign(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) 
 	if err != nil {
 		return fmt.Errorf("cosign key: %w (set HALVM_COSIGN_KEY_FILE and HALVM_COSIGN_PASSWORD_FILE, or run `go run mage.go keys:dev` for a trial)", err)
 	}
-	r.signer = sbom.NewCosignKey(sv)
+	r.signer = sv
 	if len(r.img.pushed) == 0 {
 		if _, skipped := p.SkipReason("image"); !skipped && r.o.Official {
 			return errors.New("the images were not pushed, so they cannot be signed: an official release needs a registry (set HALVM_REGISTRY)")

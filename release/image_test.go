@@ -191,7 +191,7 @@ func TestImageSignPublish(t *testing.T) {
 	if err := r.sign(ctx, p, l); err != nil {
 		t.Fatal(err)
 	}
-	pub, err := r.signer.PublicKeyPEM()
+	pub, err := cosign.PublicKeyPEM(r.signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestImageSignPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sbom.VerifyBlob(pub, sums, sig); err != nil {
+	if err := cosign.VerifyBlob(pub, sums, sig); err != nil {
 		t.Error(err)
 	}
 	kr := filepath.Join(dir, "archive.gpg")

@@ -26,9 +26,6 @@ import (
 	"github.com/halvm/halvm-release/toolchain/testprog"
 )
 
-// cosignSigner is the loaded cosign key (images, SHA256SUMS.sig).
-type cosignSigner = *sbom.CosignKey
-
 // buildDir is the fixed build root every toolchain is built below.
 func (r *runner) buildDir(p pipeline.Plan) string { return p.WorkDir() }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/halvm/halvm-release/debian"
 	"github.com/halvm/halvm-release/internal/devkeys"
@@ -483,7 +484,7 @@ func flipLastByte(t *testing.T, p string) {
 	}
 }
 
-func loadCosignKey(t *testing.T, k devkeys.Files) *sbom.CosignKey {
+func loadCosignKey(t *testing.T, k devkeys.Files) signature.SignerVerifier {
 	t.Helper()
 	priv, err := os.ReadFile(k.CosignKey)
 	if err != nil {
@@ -493,7 +494,7 @@ func loadCosignKey(t *testing.T, k devkeys.Files) *sbom.CosignKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck, err := sbom.LoadCosignKey(priv, bytes.TrimSuffix(pass, []byte("\n")))
+	ck, err := cosign.ParseSigner(priv, bytes.TrimSuffix(pass, []byte("\n")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/publish"
 	"github.com/halvm/halvm-release/repos"
 	"github.com/halvm/halvm-release/sbom"
@@ -236,7 +237,7 @@ func servedVersion(ctx context.Context, env *verify.Env, c Config, dir string, p
 	}
 	sig, err := os.ReadFile(filepath.Join(dir, sbom.SumsCosign))
 	if err == nil {
-		err = sbom.VerifyBlob(c.CosignKey, data, sig)
+		err = cosign.VerifyBlob(c.CosignKey, data, sig)
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w (verified with the pinned cosign public key)", filepath.Join(dir, sbom.SumsCosign), err))

@@ -285,7 +285,7 @@ func sumsSignatures(ctx context.Context, env *verify.Env, c Config) (verify.Evid
 	}
 	sig, err := os.ReadFile(filepath.Join(dir, sbom.SumsCosign))
 	if err == nil {
-		err = sbom.VerifyBlob(c.CosignKey, data, sig)
+		err = cosign.VerifyBlob(c.CosignKey, data, sig)
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w (verified with the pinned cosign public key)", sbom.SumsCosign, err))
