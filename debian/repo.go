@@ -16,7 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/halvm/halvm-release/internal/detgzip"
-	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"io"
 	"io/fs"
 	"os"
@@ -319,7 +319,7 @@ func readPrevious(root string, r Repo) ([]candidate, []string) {
 			continue
 		}
 		file := filepath.Join(root, filepath.FromSlash(fn))
-		if _, got, err := pipeline.HashFile(file); err != nil || got != p.Get("SHA256") {
+		if _, got, err := fsutil.HashFile(file); err != nil || got != p.Get("SHA256") {
 			problems = append(problems, fmt.Sprintf("previous tree: %s: sha256 %s (%v), its Packages index says %s: the published tree is damaged", fn, got, err, p.Get("SHA256")))
 			continue
 		}

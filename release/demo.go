@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/halvm/halvm-release/internal/devkeys"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/repos"
@@ -68,7 +69,7 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 	// not upstream sources): the same base and dependency layers.
 	up.Lock.Debs = append(append(append([]pins.Deb(nil), up.Lock.Debs...), o.RealLock.DebsWithRole(pins.RoleImageBase)...), o.RealLock.DebsWithRole(pins.RoleImageDeps)...)
 	lockPath := filepath.Join(o.OutDir, "sample.lock")
-	if err := pipeline.WriteFileAtomic(lockPath, pins.Bytes(up.Lock), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(lockPath, pins.Bytes(up.Lock), 0o644); err != nil {
 		return nil, err
 	}
 	keys, err := devkeys.Ensure(filepath.Join(o.CacheDir, "dev-keys"), up.Lock.Release.Epoch())

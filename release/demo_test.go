@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/halvm/halvm-release/internal/devkeys"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
 	"github.com/halvm/halvm-release/internal/run"
@@ -135,7 +136,7 @@ func snapshot(t *testing.T, out string) map[string]string {
 	for _, pat := range []string{"packages/*", "sbom/*", "toolchain/*/*.manifest"} {
 		files, _ := filepath.Glob(filepath.Join(out, pat))
 		for _, f := range files {
-			_, sum, err := pipeline.HashFile(f)
+			_, sum, err := fsutil.HashFile(f)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/hostreq"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/oci"
@@ -61,7 +62,7 @@ func (r *runner) imageConfig(p pipeline.Plan, l *pipeline.Ledger) (oci.Config, e
 			continue
 		}
 		path := filepath.Join(p.OutDir(), filepath.FromSlash(deb.Path))
-		if _, sum, err := pipeline.HashFile(path); err != nil {
+		if _, sum, err := fsutil.HashFile(path); err != nil {
 			errs = append(errs, fmt.Errorf("flavour %s: %w", fl, err))
 			continue
 		} else if sum != deb.SHA256 {

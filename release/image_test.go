@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/halvm/halvm-release/internal/devkeys"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/run"
@@ -173,7 +174,7 @@ func TestImageSignPublish(t *testing.T) {
 			t.Fatal(err)
 		}
 		rel := "sbom/halvm." + d.file
-		if err := pipeline.WriteFileAtomic(filepath.Join(p.OutDir(), rel), b, 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(p.OutDir(), rel), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := l.AddFile(d.kind, "halvm."+d.file, "halvm", filepath.Join(p.OutDir(), rel), rel); err != nil {
@@ -277,7 +278,7 @@ func TestImageInputsReported(t *testing.T) {
 	}
 	var l pipeline.Ledger
 	deb := filepath.Join(p.OutDir(), "packages", "halvm_2.4.3-1_amd64.deb")
-	if err := pipeline.WriteFileAtomic(deb, []byte("original"), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(deb, []byte("original"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.AddFile(pipeline.KindDeb, "halvm", "halvm", deb, "packages/halvm_2.4.3-1_amd64.deb"); err != nil {

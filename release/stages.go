@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/hostreq"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
@@ -150,7 +151,7 @@ func (r *runner) packages(ctx context.Context, p pipeline.Plan, l *pipeline.Ledg
 		return err
 	}
 	for _, name := range []string{testprog.Hello, testprog.Null} {
-		if err := pipeline.WriteFileAtomic(filepath.Join(hello, name), testprog.Source(name), 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(hello, name), testprog.Source(name), 0o644); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	ocicosign "github.com/halvm/halvm-release/oci/cosign"
 )
@@ -62,7 +63,7 @@ func WriteSignedSums(dir string, names []string, ck signature.Signer, pk PGPSign
 		kind pipeline.Kind
 	}{{SumsName, s.Sums, pipeline.KindChecksums}, {SumsCosign, s.Cosign, pipeline.KindSignature}, {SumsOpenPGP, s.OpenPGP, pipeline.KindSignature}} {
 		p := filepath.Join(dir, f.name)
-		if err := pipeline.WriteFileAtomic(p, f.data, 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(p, f.data, 0o644); err != nil {
 			return SignedSums{}, fmt.Errorf("writing %s: %w", f.name, err)
 		}
 		if led != nil {

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
 )
 
@@ -171,7 +172,7 @@ func (e *Env) AddInput(role, path string) error {
 	if err != nil {
 		return err
 	}
-	_, sum, err := pipeline.HashFile(abs)
+	_, sum, err := fsutil.HashFile(abs)
 	if err != nil {
 		return fmt.Errorf("the %s %s: %w", role, abs, err)
 	}
@@ -336,7 +337,7 @@ func (e *Env) Artifacts(kind pipeline.Kind, flavour string) ([]pipeline.Artifact
 // against the ledger.
 func (e *Env) Open(a pipeline.Artifact) (*os.File, error) {
 	p := e.Path(a.Path)
-	size, sum, err := pipeline.HashFile(p)
+	size, sum, err := fsutil.HashFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s %s: %w", a.Kind, a.Name, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/run"
 )
 
@@ -164,7 +165,7 @@ func writeRepo(ctx context.Context, dir, suite string, debs []string) (repoIndex
 	var errs []error
 	seenFile := map[string]string{}
 	for _, deb := range debs {
-		sum, err := hashFile(deb)
+		_, sum, err := fsutil.HashFile(deb)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reading %s: %w", deb, err))
 			continue

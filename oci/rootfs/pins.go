@@ -16,9 +16,11 @@ import (
 	"fmt"
 	"github.com/halvm/halvm-release/sources"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -208,7 +210,7 @@ func (a *apt) essential(ctx context.Context) ([]string, error) {
 	if len(seen) == 0 {
 		return nil, errors.New("listing essential packages: the mirror offers none: check the mirror sources")
 	}
-	return sortedKeys(seen), nil
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 var instRE = regexp.MustCompile(`^Inst (\S+) (?:\[\S+\] )?\((\S+) .*\[(\S+)\]\)`)
@@ -323,15 +325,6 @@ func paragraphs(text string) []map[string]string {
 	return out
 }
 
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // ParseStatus reads a dpkg status file and returns the installed packages
 // (without sha256: dpkg does not record it), sorted by name.
 func ParseStatus(r io.Reader) ([]Pin, error) {
@@ -369,22 +362,13 @@ func CheckInstalled(installed, want []Pin) error {
 		}
 		delete(got, key(w))
 	}
-	for _, k := range sortedPinKeys(got) {
+	for _, k := range slices.Sorted(maps.Keys(got)) {
 		errs = append(errs, fmt.Errorf("package %s is installed but not pinned", got[k]))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("root filesystem does not match its pins: %w", errors.Join(errs...))
 	}
 	return nil
-}
-
-func sortedPinKeys(m map[string]Pin) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Validate checks pins for well-formedness and reports every problem with

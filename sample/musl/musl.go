@@ -24,7 +24,7 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/run"
 )
 
@@ -99,7 +99,7 @@ func Fetch(ctx context.Context, o Options) (map[string]string, error) {
 	var errs []error
 	for _, f := range Files {
 		src := filepath.Join(dl, f.Name)
-		size, sum, err := pipeline.HashFile(src)
+		size, sum, err := fsutil.HashFile(src)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("musl %s: not fetched by apt-get source: %w", f.Name, err))

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/verify"
 	"github.com/halvm/halvm-release/verify/diff"
@@ -185,8 +186,8 @@ func CompareRebuild(ctx context.Context, env *verify.Env, out string, second *pi
 		for _, f := range firsts {
 			rel, _ := filepath.Rel(m.dir, f)
 			g := filepath.Join(dir2, rel)
-			_, s1, err1 := pipeline.HashFile(f)
-			_, s2, err2 := pipeline.HashFile(g)
+			_, s1, err1 := fsutil.HashFile(f)
+			_, s2, err2 := fsutil.HashFile(g)
 			label := fmt.Sprintf("%s %s", m.kind, rel)
 			switch {
 			case err1 != nil || err2 != nil:

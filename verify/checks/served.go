@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/publish"
@@ -293,7 +294,7 @@ func servedVersion(ctx context.Context, env *verify.Env, c Config, dir string, p
 			errs = append(errs, fmt.Errorf("%s: no package of that name in the served repositories", p))
 			continue
 		}
-		size, sum, err := pipeline.HashFile(pool)
+		size, sum, err := fsutil.HashFile(pool)
 		if err != nil {
 			errs = append(errs, err)
 			continue
