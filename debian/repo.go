@@ -434,11 +434,11 @@ func packagesIndex(pkgs []candidate) []byte {
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		p := c.control.without(indexFields...)
+		p := c.control.Without(indexFields...)
 		p = append(p,
-			Field{"Filename", c.Filename},
-			Field{"Size", fmt.Sprint(c.Size)},
-			Field{"SHA256", c.SHA256})
+			Field{Name: "Filename", Value: c.Filename},
+			Field{Name: "Size", Value: fmt.Sprint(c.Size)},
+			Field{Name: "SHA256", Value: c.SHA256})
 		b.WriteString(p.String())
 	}
 	return b.Bytes()

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/halvm/halvm-release/debian/deb822"
 	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/run"
 )
@@ -175,12 +176,12 @@ func writeRepo(ctx context.Context, dir, suite string, debs []string) (repoIndex
 			errs = append(errs, fmt.Errorf("reading the control fields of %s: %w", deb, err))
 			continue
 		}
-		paras := paragraphs(string(control))
-		if len(paras) != 1 || paras[0]["Package"] == "" {
-			errs = append(errs, fmt.Errorf("reading the control fields of %s: no Package field", deb))
+		paras, err := deb822.Parse(control)
+		if err != nil || len(paras) != 1 || paras[0].Get("Package") == "" {
+			errs = append(errs, fmt.Errorf("reading the control fields of %s: no Package field (%v)", deb, err))
 			continue
 		}
-		name := paras[0]["Package"]
+		name := paras[0].Get("Package")
 		file := sum + ".deb"
 		if prev, ok := seenFile[name]; ok {
 			errs = append(errs, fmt.Errorf("package %s is given twice (%s and %s)", name, prev, deb))

@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/halvm/halvm-release/debian/deb822"
 	"github.com/halvm/halvm-release/internal/run"
 )
 
@@ -201,10 +202,14 @@ func (a *apt) essential(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing essential packages: %w", err)
 	}
+	paras, err := deb822.Parse(out)
+	if err != nil {
+		return nil, fmt.Errorf("listing essential packages: apt-cache dumpavail: %w", err)
+	}
 	seen := map[string]bool{}
-	for _, para := range paragraphs(string(out)) {
-		if strings.EqualFold(para["Essential"], "yes") {
-			seen[para["Package"]] = true
+	for _, para := range paras {
+		if strings.EqualFold(para.Get("Essential"), "yes") {
+			seen[para.Get("Package")] = true
 		}
 	}
 	if len(seen) == 0 {
@@ -295,36 +300,6 @@ func lastLine(err error) string {
 	return err.Error()
 }
 
-// paragraphs parses deb822 text into field maps (continuation lines are
-// kept joined by newlines).
-func paragraphs(text string) []map[string]string {
-	var out []map[string]string
-	cur := map[string]string{}
-	last := ""
-	flush := func() {
-		if len(cur) > 0 {
-			out = append(out, cur)
-		}
-		cur, last = map[string]string{}, ""
-	}
-	for _, line := range strings.Split(text, "\n") {
-		switch {
-		case strings.TrimSpace(line) == "":
-			flush()
-		case (line[0] == ' ' || line[0] == '\t') && last != "":
-			cur[last] += "\n" + line
-		default:
-			k, v, ok := strings.Cut(line, ":")
-			if ok {
-				last = k
-				cur[k] = strings.TrimSpace(v)
-			}
-		}
-	}
-	flush()
-	return out
-}
-
 // ParseStatus reads a dpkg status file and returns the installed packages
 // (without sha256: dpkg does not record it), sorted by name.
 func ParseStatus(r io.Reader) ([]Pin, error) {
@@ -332,12 +307,16 @@ func ParseStatus(r io.Reader) ([]Pin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading dpkg status: %w", err)
 	}
+	paras, err := deb822.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("reading dpkg status: %w", err)
+	}
 	var pins []Pin
-	for _, p := range paragraphs(string(b)) {
-		if !strings.HasSuffix(p["Status"], " installed") {
+	for _, p := range paras {
+		if !strings.HasSuffix(p.Get("Status"), " installed") {
 			continue
 		}
-		pins = append(pins, Pin{Name: p["Package"], Version: p["Version"], Arch: p["Architecture"]})
+		pins = append(pins, Pin{Name: p.Get("Package"), Version: p.Get("Version"), Arch: p.Get("Architecture")})
 	}
 	sort.Slice(pins, func(i, j int) bool { return pins[i].Name < pins[j].Name })
 	return pins, nil
