@@ -12,6 +12,7 @@ import (
 	"github.com/halvm/halvm-release/internal/devkeys"
 	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/oci/registry"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/repos"
 	"github.com/halvm/halvm-release/toolchain/sampleup"
@@ -88,7 +89,7 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 		return nil, err
 	}
 	defer srv.Close()
-	reg, err := StartRegistry(filepath.Join(o.WorkDir, "registry"))
+	reg, err := registry.Start(filepath.Join(o.WorkDir, "registry"))
 	if err != nil {
 		return nil, err
 	}

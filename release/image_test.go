@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
+	"github.com/halvm/halvm-release/oci/registry"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,7 +104,7 @@ func TestImageSignPublish(t *testing.T) {
 	cache := rootfstest.CacheDir()
 	deb := standInDeb(t, dir, "halvm", lock.Release.Version+"-1")
 
-	reg, err := StartRegistry(filepath.Join(dir, "registry"))
+	reg, err := registry.Start(filepath.Join(dir, "registry"))
 	if err != nil {
 		t.Fatal(err)
 	}

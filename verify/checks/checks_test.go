@@ -28,6 +28,7 @@ import (
 	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testenv"
 	"github.com/halvm/halvm-release/oci/cosign"
+	"github.com/halvm/halvm-release/oci/registry"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/release"
 	"github.com/halvm/halvm-release/sbom"
@@ -737,7 +738,7 @@ func TestImageWithoutToolchain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := release.StartRegistry(filepath.Join(t.TempDir(), "registry"))
+	reg, err := registry.Start(filepath.Join(t.TempDir(), "registry"))
 	if err != nil {
 		t.Fatal(err)
 	}
