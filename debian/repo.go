@@ -16,7 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/halvm/halvm-release/internal/detgzip"
-	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"io"
 	"io/fs"
 	"os"
@@ -120,17 +120,6 @@ func (r Repo) Sources() []byte {
 	r = r.withDefaults()
 	return fmt.Appendf(nil, "Types: deb\nURIs: %s\nSuites: %s\nComponents: %s\nArchitectures: %s\nSigned-By: %s\n",
 		r.URL, r.Suite, r.Component, Architecture, r.KeyringPath())
-}
-
-// Instructions is the client setup a README shows: fetch the key and the
-// snippet to the conventional places, then update and install.
-func (r Repo) Instructions(pkg string) string {
-	r = r.withDefaults()
-	return fmt.Sprintf(`sudo install -d -m 0755 /etc/apt/keyrings
-curl -fsSL %[1]s/%[2]s | sudo tee %[3]s >/dev/null
-curl -fsSL %[1]s/%[4]s | sudo tee %[5]s >/dev/null
-sudo apt-get update && sudo apt-get install -y %[6]s
-`, r.URL, r.KeyringFile(), r.KeyringPath(), r.SourcesFile(), r.SourcesPath(), pkg)
 }
 
 // Input is what Write publishes.
@@ -330,7 +319,7 @@ func readPrevious(root string, r Repo) ([]candidate, []string) {
 			continue
 		}
 		file := filepath.Join(root, filepath.FromSlash(fn))
-		if _, got, err := pipeline.HashFile(file); err != nil || got != p.Get("SHA256") {
+		if _, got, err := fsutil.HashFile(file); err != nil || got != p.Get("SHA256") {
 			problems = append(problems, fmt.Sprintf("previous tree: %s: sha256 %s (%v), its Packages index says %s: the published tree is damaged", fn, got, err, p.Get("SHA256")))
 			continue
 		}
@@ -445,11 +434,11 @@ func packagesIndex(pkgs []candidate) []byte {
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		p := c.control.without(indexFields...)
+		p := c.control.Without(indexFields...)
 		p = append(p,
-			Field{"Filename", c.Filename},
-			Field{"Size", fmt.Sprint(c.Size)},
-			Field{"SHA256", c.SHA256})
+			Field{Name: "Filename", Value: c.Filename},
+			Field{Name: "Size", Value: fmt.Sprint(c.Size)},
+			Field{Name: "SHA256", Value: c.SHA256})
 		b.WriteString(p.String())
 	}
 	return b.Bytes()

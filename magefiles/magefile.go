@@ -60,8 +60,8 @@ func (Pins) Fmt() error {
 // Needs network access to what is resolved.
 func (Pins) Update(ctx context.Context, requests string) error {
 	cfg, _, err := config.Load(os.Getenv)
-	if err != nil && cfg.CacheDir == "" {
-		return err
+	if err != nil {
+		return fmt.Errorf("pins:update: %w", err)
 	}
 	r := updateResolver{ImageResolver: rootfs.ImageResolver{
 		Config:  rootfs.Config{CacheDir: filepath.Join(cfg.CacheDir, "oci")},

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 
+	"github.com/halvm/halvm-release/internal/config"
 	"github.com/halvm/halvm-release/release"
 )
 
@@ -28,5 +29,5 @@ import (
 func Verify(ctx context.Context) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
-	return release.VerifyBuilt(ctx, os.Getenv, os.Stderr)
+	return release.VerifyBuilt(ctx, config.LoadVerification(os.Getenv), os.Stderr)
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/halvm/halvm-release/internal/fsutil"
 )
 
 // RefName is the annotation an OCI layout uses to name its images.
@@ -52,23 +54,11 @@ func WriteLayout(dir string, images []Image) error {
 // <repoPrefix>/<flavour>:<version>. Entries are written in the order of
 // images with fixed headers, so the same images give the same bytes.
 func WriteTarball(path, repoPrefix string, images []Image) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("writing the docker tarball: %w", err)
-	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	err := fsutil.WriteAtomic(path, 0o644, func(w io.Writer) error { return writeDockerTar(w, repoPrefix, images) })
 	if err != nil {
-		return fmt.Errorf("writing the docker tarball: %w", err)
-	}
-	defer os.Remove(tmp)
-	if err := writeDockerTar(f, repoPrefix, images); err != nil {
-		f.Close()
 		return fmt.Errorf("writing the docker tarball %s: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing the docker tarball %s: %w", path, err)
-	}
-	return os.Rename(tmp, path)
+	return nil
 }
 
 func writeDockerTar(w io.Writer, repoPrefix string, images []Image) error {

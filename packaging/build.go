@@ -2,7 +2,6 @@ package packaging
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +20,8 @@ import (
 	"github.com/goreleaser/nfpm/v2/files"
 	"github.com/goreleaser/nfpm/v2/rpm"
 
+	"github.com/halvm/halvm-release/internal/detgzip"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pgp"
 )
 
@@ -188,7 +189,7 @@ func (s *spec) write(f Format, o Options, w io.Writer) error {
 func (s *spec) build(ctx context.Context, f Format, o Options, outDir string) (string, error) {
 	name := FileName(f, s.name, s.version, s.release, s.independent)
 	dst := filepath.Join(outDir, name)
-	err := writeAtomic(dst, func(w io.Writer) error {
+	err := fsutil.WriteAtomic(dst, 0o644, func(w io.Writer) error {
 		return s.write(f, o, &ctxWriter{ctx: ctx, w: w})
 	})
 	if err != nil {
@@ -208,34 +209,6 @@ func (c *ctxWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.w.Write(p)
-}
-
-// writeAtomic writes through a temporary file in the same directory and
-// renames it into place only when fill succeeded.
-func writeAtomic(dst string, fill func(io.Writer) error) (err error) {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := fill(tmp); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
 }
 
 // generated is a small file the packager makes (copyright, changelog,
@@ -280,14 +253,14 @@ func (s *spec) addGenerated(dir string, gens []generated) error {
 	return nil
 }
 
-// gzipBytes compresses data with no name and no timestamp (reproducible,
-// like gzip -9n).
-func gzipBytes(data []byte) []byte {
-	var b bytes.Buffer
-	z, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
-	z.Write(data)
-	z.Close()
-	return b.Bytes()
+// changelogGz is the gzip-compressed (reproducibly: detgzip) one-entry
+// Debian changelog of a package.
+func changelogGz(name, version string, release int, epoch time.Time) ([]byte, error) {
+	b, err := detgzip.Bytes(debChangelog(name, version, release, epoch))
+	if err != nil {
+		return nil, fmt.Errorf("compressing the changelog of %s: %w", name, err)
+	}
+	return b, nil
 }
 
 // debChangelog is a one-entry Debian changelog for a binary-only package.

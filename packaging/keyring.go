@@ -60,12 +60,16 @@ func BuildKeyring(ctx context.Context, f Format, kr Keyring, o Options, outDir s
 			dev),
 	}
 	doc := "/usr/share/doc/" + KeyringName
+	changelog, err := changelogGz(KeyringName, kr.Version, kr.Release, kr.Epoch)
+	if err != nil {
+		return "", fmt.Errorf("building %s package %s: %w", f, KeyringName, err)
+	}
 	gens := []generated{
 		{dest: AptKeyring, data: o.Key.PublicBinary(), only: Deb},
 		{dest: RPMKey, data: o.Key.PublicArmored(), only: RPM},
 		{dest: doc + "/copyright", data: copyright(bsd3), only: Deb},
 		{dest: "/usr/share/lintian/overrides/" + KeyringName, data: []byte(overrides(KeyringName, keyringOverrides)), only: Deb},
-		{dest: doc + "/changelog.Debian.gz", data: gzipBytes(debChangelog(KeyringName, kr.Version, kr.Release, kr.Epoch)), only: Deb},
+		{dest: doc + "/changelog.Debian.gz", data: changelog, only: Deb},
 	}
 	if err := s.addGenerated(tmp, gens); err != nil {
 		return "", fmt.Errorf("building %s package %s: %w", f, KeyringName, err)

@@ -221,9 +221,13 @@ func (tc Toolchain) spec(ctx context.Context, f Format) (_ *spec, tmp string, _ 
 		return nil, "", err
 	}
 	doc := "/usr/share/doc/" + fl.Name
+	changelog, err := changelogGz(fl.Name, tc.Version, tc.Release, tc.Epoch)
+	if err != nil {
+		return nil, tmp, fmt.Errorf("building %s package %s: %w", f, tc.Flavour, err)
+	}
 	gens := []generated{
 		{dest: doc + "/copyright", data: copyright(licenseText), only: Deb},
-		{dest: doc + "/changelog.Debian.gz", data: gzipBytes(debChangelog(fl.Name, tc.Version, tc.Release, tc.Epoch)), only: Deb},
+		{dest: doc + "/changelog.Debian.gz", data: changelog, only: Deb},
 		{dest: "/usr/share/lintian/overrides/" + fl.Name, data: []byte(overrides(fl.Name, lintianOverrides)), only: Deb},
 		{dest: "/usr/share/licenses/" + fl.Name + "/LICENSE", data: []byte(licenseText), only: RPM},
 	}

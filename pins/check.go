@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/fsutil"
 )
 
 // Report is the outcome of checking a lock file offline.
@@ -53,4 +53,4 @@ func Fmt(path string) (changed bool, err error) {
 	return true, writeLock(path, l)
 }
 
-func writeLock(path string, l *Lock) error { return pipeline.WriteFileAtomic(path, Bytes(l), 0o644) }
+func writeLock(path string, l *Lock) error { return fsutil.WriteFileAtomic(path, Bytes(l), 0o644) }

@@ -1,7 +1,6 @@
 package pins
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -14,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/halvm/halvm-release/debian/deb822"
 	"github.com/halvm/halvm-release/internal/run"
 )
 
@@ -291,19 +291,17 @@ func (h HostResolver) ResolveDeb(ctx context.Context, name, arch string) (Deb, e
 
 // ParseAptStanza reads the first stanza of `apt-cache show` output.
 func ParseAptStanza(out []byte) (Deb, error) {
+	paras, err := deb822.Parse(out)
+	if err != nil {
+		return Deb{}, fmt.Errorf("reading apt-cache output: %w", err)
+	}
+	var p deb822.Paragraph
+	if len(paras) > 0 {
+		p = paras[0]
+	}
 	f := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, " ") {
-			if _, dup := f[k]; !dup {
-				f[k] = strings.TrimSpace(v)
-			}
-		}
+	for _, k := range []string{"Package", "Version", "Architecture", "Filename", "Size", "SHA256"} {
+		f[k] = p.Get(k)
 	}
 	size, err := strconv.ParseInt(f["Size"], 10, 64)
 	if err != nil || f["Package"] == "" || f["Filename"] == "" || !hex64.MatchString(f["SHA256"]) {

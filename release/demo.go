@@ -10,7 +10,9 @@ import (
 	"strings"
 
 	"github.com/halvm/halvm-release/internal/devkeys"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/oci/registry"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/repos"
 	"github.com/halvm/halvm-release/toolchain/sampleup"
@@ -19,18 +21,14 @@ import (
 // SampleNotice is said at the start and the end of every demo run.
 const SampleNotice = "THIS IS THE SAMPLE UPSTREAM, NOT THE HaLVM: a generated stand-in with the HaLVM's shape whose build compiles real C; the real HaLVM sources are not reachable here"
 
-// DemoSkips are the stages the demo cannot run yet, and why: a run with
-// skips is a snapshot (never published as a release), and says so.
-// None today: every stage runs.
-var DemoSkips = map[string]string{}
-
 // DemoOptions configure a demo run.
 type DemoOptions struct {
 	OutDir   string // dist/
 	CacheDir string
 	WorkDir  string
 	RealLock *pins.Lock // its tool packages (alex, HsColour) and image packages are pinned into the sample lock
-	// Skip are the stages the demo cannot run yet, with why.
+	// Skip are stages to leave out, with why (a run with skips is a
+	// snapshot: staged, never published live). The demo itself skips none.
 	Skip map[string]string
 	Addr string // where the repositories are served during the demo
 	Log  io.Writer
@@ -72,7 +70,7 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 	// not upstream sources): the same base and dependency layers.
 	up.Lock.Debs = append(append(append([]pins.Deb(nil), up.Lock.Debs...), o.RealLock.DebsWithRole(pins.RoleImageBase)...), o.RealLock.DebsWithRole(pins.RoleImageDeps)...)
 	lockPath := filepath.Join(o.OutDir, "sample.lock")
-	if err := pipeline.WriteFileAtomic(lockPath, pins.Bytes(up.Lock), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(lockPath, pins.Bytes(up.Lock), 0o644); err != nil {
 		return nil, err
 	}
 	keys, err := devkeys.Ensure(filepath.Join(o.CacheDir, "dev-keys"), up.Lock.Release.Epoch())
@@ -91,7 +89,7 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 		return nil, err
 	}
 	defer srv.Close()
-	reg, err := StartRegistry(filepath.Join(o.WorkDir, "registry"))
+	reg, err := registry.Start(filepath.Join(o.WorkDir, "registry"))
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/hostreq"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/oci"
@@ -61,7 +62,7 @@ func (r *runner) imageConfig(p pipeline.Plan, l *pipeline.Ledger) (oci.Config, e
 			continue
 		}
 		path := filepath.Join(p.OutDir(), filepath.FromSlash(deb.Path))
-		if _, sum, err := pipeline.HashFile(path); err != nil {
+		if _, sum, err := fsutil.HashFile(path); err != nil {
 			errs = append(errs, fmt.Errorf("flavour %s: %w", fl, err))
 			continue
 		} else if sum != deb.SHA256 {
@@ -236,7 +237,7 @@ func (r *runner) sign(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) 
 	if err != nil {
 		return fmt.Errorf("cosign key: %w (set HALVM_COSIGN_KEY_FILE and HALVM_COSIGN_PASSWORD_FILE, or run `go run mage.go keys:dev` for a trial)", err)
 	}
-	r.signer = sbom.NewCosignKey(sv)
+	r.signer = sv
 	if len(r.img.pushed) == 0 {
 		if _, skipped := p.SkipReason("image"); !skipped && r.o.Official {
 			return errors.New("the images were not pushed, so they cannot be signed: an official release needs a registry (set HALVM_REGISTRY)")

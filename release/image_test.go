@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
+	"github.com/halvm/halvm-release/oci/registry"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/halvm/halvm-release/internal/devkeys"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/run"
@@ -102,7 +104,7 @@ func TestImageSignPublish(t *testing.T) {
 	cache := rootfstest.CacheDir()
 	deb := standInDeb(t, dir, "halvm", lock.Release.Version+"-1")
 
-	reg, err := StartRegistry(filepath.Join(dir, "registry"))
+	reg, err := registry.Start(filepath.Join(dir, "registry"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +175,7 @@ func TestImageSignPublish(t *testing.T) {
 			t.Fatal(err)
 		}
 		rel := "sbom/halvm." + d.file
-		if err := pipeline.WriteFileAtomic(filepath.Join(p.OutDir(), rel), b, 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(p.OutDir(), rel), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := l.AddFile(d.kind, "halvm."+d.file, "halvm", filepath.Join(p.OutDir(), rel), rel); err != nil {
@@ -191,7 +193,7 @@ func TestImageSignPublish(t *testing.T) {
 	if err := r.sign(ctx, p, l); err != nil {
 		t.Fatal(err)
 	}
-	pub, err := r.signer.PublicKeyPEM()
+	pub, err := cosign.PublicKeyPEM(r.signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +223,7 @@ func TestImageSignPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sbom.VerifyBlob(pub, sums, sig); err != nil {
+	if err := cosign.VerifyBlob(pub, sums, sig); err != nil {
 		t.Error(err)
 	}
 	kr := filepath.Join(dir, "archive.gpg")
@@ -277,7 +279,7 @@ func TestImageInputsReported(t *testing.T) {
 	}
 	var l pipeline.Ledger
 	deb := filepath.Join(p.OutDir(), "packages", "halvm_2.4.3-1_amd64.deb")
-	if err := pipeline.WriteFileAtomic(deb, []byte("original"), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(deb, []byte("original"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.AddFile(pipeline.KindDeb, "halvm", "halvm", deb, "packages/halvm_2.4.3-1_amd64.deb"); err != nil {

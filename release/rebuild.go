@@ -134,7 +134,7 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 	if err != nil {
 		return fmt.Errorf("the rebuild runs this program again: %w", err)
 	}
-	env := rebuildEnv(v, home, tmp, reqPath, o)
+	env := rebuildEnv(v, home, tmp, reqPath)
 	logPath := outDir + ".log"
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -159,13 +159,13 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 
 // rebuildEnv is the child's whole environment, in reverse order: a build
 // that depended on environment order or on any variable not passed on
-// explicitly would differ.
-func rebuildEnv(v Variation, home, tmp, reqPath string, o Options) []string {
-	env := []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + home, "USER=" + v.User, "LOGNAME=" + v.User, "TMPDIR=" + tmp,
-		rebuildRequestVar + "=" + reqPath,
-	}
+// explicitly would differ. No key reaches it: it signs with the
+// release's published signatures (see Rebuild).
+func rebuildEnv(v Variation, home, tmp, reqPath string) []string {
+	env := append(run.Inherit("PATH"),
+		"HOME="+home, "USER="+v.User, "LOGNAME="+v.User, "TMPDIR="+tmp,
+		rebuildRequestVar+"="+reqPath,
+	)
 	if v.TZ != "" {
 		env = append(env, "TZ="+v.TZ)
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +103,30 @@ func TestSeedRepos(t *testing.T) {
 	}
 	if bytes.Equal(metadata(bare.StagedDirs(bs))[0], want[0]) {
 		t.Error("an unseeded rebuild gave the same Packages: the test does not show what seeding is for")
+	}
+}
+
+// TestRebuildEnvCarriesNoKeys: the rebuild child's environment is what
+// the rebuild sets, whatever key material the parent holds in variables:
+// it signs with the release's published signatures, never with a key.
+func TestRebuildEnvCarriesNoKeys(t *testing.T) {
+	t.Setenv("HALVM_PGP_KEY", "armored-secret-key")
+	t.Setenv("COSIGN_PASSWORD", "cosign-secret-password")
+	env := rebuildEnv(checks.Variation{User: "rebuild", TZ: "Pacific/Kiritimati", Env: []string{"LANG=fr_FR.UTF-8"}}, "/h", "/t", "/r.json")
+	var names []string
+	for _, e := range env {
+		if strings.Contains(e, "secret") {
+			t.Errorf("key material reaches the rebuild: %s", e)
+		}
+		names = append(names, strings.SplitN(e, "=", 2)[0])
+	}
+	sort.Strings(names)
+	want := []string{rebuildRequestVar, "HOME", "LANG", "LOGNAME", "PATH", "TMPDIR", "TZ", "USER"}
+	sort.Strings(want)
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Errorf("the child's variables: %v, want %v", names, want)
+	}
+	if !sort.IsSorted(sort.Reverse(sort.StringSlice(env))) {
+		t.Errorf("the child's environment is not in reverse order: %q", env)
 	}
 }

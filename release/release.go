@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/sigstore/sigstore/pkg/signature"
+
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/oci/cosign"
@@ -55,7 +57,7 @@ type Options struct {
 type runner struct {
 	o      Options
 	key    *pgp.Key
-	signer cosignSigner
+	signer signature.SignerVerifier     // the loaded cosign key (images, SHA256SUMS.sig)
 	trees  map[string]map[string]string // flavour -> format -> installed tree
 	staged repos.Staged
 	img    imageState // images pushed by digest (image), signed (sign), tagged (publish)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/oci/cosign"
+	"github.com/halvm/halvm-release/oci/registry"
 	"github.com/halvm/halvm-release/verify"
 )
 
@@ -32,7 +33,7 @@ func ServeSavedImages(ctx context.Context, env *verify.Env, scratch string, log 
 	if log == nil {
 		log = io.Discard
 	}
-	var regs []*Registry
+	var regs []*registry.Registry
 	stop = func() error {
 		var errs []error
 		for _, r := range regs {
@@ -70,7 +71,7 @@ func ServeSavedImages(ctx context.Context, env *verify.Env, scratch string, log 
 		// A registry of its own per image: a registry that already holds
 		// a digest (a layer another image shares) skips its upload, and
 		// the blob would be served from the other image's copy.
-		r, err := StartRegistry(filepath.Join(scratch, "registry-"+a.Flavour))
+		r, err := registry.Start(filepath.Join(scratch, "registry-"+a.Flavour))
 		if err != nil {
 			return fail(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/oci/cosign"
+	"github.com/halvm/halvm-release/oci/registry"
 	"github.com/halvm/halvm-release/verify"
 )
 
@@ -23,7 +24,7 @@ import (
 func TestServeSavedImages(t *testing.T) {
 	ctx := context.Background()
 	dist := t.TempDir()
-	reg, err := StartRegistry(filepath.Join(t.TempDir(), "blobs"))
+	reg, err := registry.Start(filepath.Join(t.TempDir(), "blobs"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,18 +1,16 @@
 package release
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/hostreq"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
@@ -26,10 +24,7 @@ import (
 	"github.com/halvm/halvm-release/toolchain/testprog"
 )
 
-// cosignSigner is the loaded cosign key (images, SHA256SUMS.sig).
-type cosignSigner = *sbom.CosignKey
-
-// BuildDir is the fixed build root every toolchain is built below.
+// buildDir is the fixed build root every toolchain is built below.
 func (r *runner) buildDir(p pipeline.Plan) string { return p.WorkDir() }
 
 func (r *runner) preflight(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
@@ -156,7 +151,7 @@ func (r *runner) packages(ctx context.Context, p pipeline.Plan, l *pipeline.Ledg
 		return err
 	}
 	for _, name := range []string{testprog.Hello, testprog.Null} {
-		if err := pipeline.WriteFileAtomic(filepath.Join(hello, name), testprog.Source(name), 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(hello, name), testprog.Source(name), 0o644); err != nil {
 			return err
 		}
 	}
@@ -188,33 +183,24 @@ func (r *runner) sbom(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) 
 }
 
 // readManifest reads the files of a toolchain tree manifest
-// (toolchain.WriteManifest: "f <mode> <size> <sha256> <path>" lines).
+// (toolchain.ReadManifest).
 func readManifest(path string) ([]sbom.TreeFile, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading the tree manifest: %w", err)
 	}
 	defer f.Close()
-	var out []sbom.TreeFile
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		fields := strings.SplitN(sc.Text(), " ", 5)
-		if len(fields) < 5 || fields[0] != "f" {
-			continue
-		}
-		mode, err1 := strconv.ParseUint(fields[1], 8, 32)
-		size, err2 := strconv.ParseInt(fields[2], 10, 64)
-		p, err3 := strconv.Unquote(fields[4])
-		if err3 != nil {
-			p, err3 = fields[4], nil
-		}
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("%s:%d: malformed manifest line", path, n)
-		}
-		out = append(out, sbom.TreeFile{Path: strings.TrimPrefix(p, "./"), Mode: fs.FileMode(mode), Size: size, SHA256: fields[3]})
+	entries, err := toolchain.ReadManifest(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return out, sc.Err()
+	var out []sbom.TreeFile
+	for _, e := range entries {
+		if e.Type == 'f' {
+			out = append(out, sbom.TreeFile{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256})
+		}
+	}
+	return out, nil
 }
 
 func (r *runner) reposConfig(p pipeline.Plan) repos.Config {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/halvm/halvm-release/internal/config"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/oci/cosign"
@@ -22,8 +23,8 @@ import (
 )
 
 // VerifyBuilt runs the verification suite on a release already built in
-// HALVM_OUT (`go run mage.go verify`), configured by getenv (the
-// variables of config.Vars), trusting only the public keys it is given
+// HALVM_OUT (`go run mage.go verify`), configured by c
+// (config.LoadVerification), trusting only the public keys it is given
 // (HALVM_PGP_PUBLIC_KEY_FILE, HALVM_COSIGN_PUBLIC_KEY_FILE). It writes
 // HALVM_OUT/verify.json and returns an error on any failure or any
 // required check not run.
@@ -31,11 +32,12 @@ import (
 // The reproducibility rebuild needs the lock (HALVM_LOCK, or the
 // sample.lock a demo leaves in HALVM_OUT) and no private key: it signs
 // with the release's own published signatures where they verify over the
-// rebuilt bytes (pgp.PublishedSignatures), checked with the public key. Images are pulled by digest from the registry the ledger
+// rebuilt bytes (pgp.PublishedSignatures), checked with the public key.
+// Images are pulled by digest from the registry the ledger
 // records; a demo's throwaway registry is re-served from the signed
 // images the release saved (ServeSavedImages).
-func VerifyBuilt(ctx context.Context, getenv func(string) string, progress io.Writer) error {
-	return VerifyBuiltWith(ctx, getenv, progress, VerifyOptions{})
+func VerifyBuilt(ctx context.Context, c config.Verification, progress io.Writer) error {
+	return VerifyBuiltWith(ctx, c, progress, VerifyOptions{})
 }
 
 // VerifyOptions tune VerifyBuiltWith.
@@ -53,8 +55,8 @@ type VerifyOptions struct {
 // at there, the tree users are served. The report is written as the
 // verification starts (status running) and at its end; a verification
 // that stops early leaves a failing report naming the cause.
-func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress io.Writer, vo VerifyOptions) (err error) {
-	out := absPath(config.Get(getenv, "HALVM_OUT"))
+func VerifyBuiltWith(ctx context.Context, vc config.Verification, progress io.Writer, vo VerifyOptions) (err error) {
+	out := vc.OutDir
 	reportPath := filepath.Join(out, "verify.json")
 	var env *verify.Env
 	finished := false
@@ -73,28 +75,12 @@ func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress i
 			return fmt.Errorf("writing the verification report %s: %w", reportPath, werr)
 		}
 	}
-	repoRoot := getenv("HALVM_REPO_ROOT")
-	if repoRoot == "" {
-		repoRoot = filepath.Join(out, "repos")
-	}
-	env, err = verify.LoadEnvAt(out, absPath(repoRoot), "")
+	env, err = verify.LoadEnvAt(out, vc.RepoRoot, "")
 	if err != nil {
 		return err
 	}
-	if getenv("HALVM_LOCK") == "" {
-		demoLock := filepath.Join(out, "sample.lock")
-		if _, err := os.Stat(demoLock); err == nil {
-			outer := getenv
-			getenv = func(k string) string {
-				if k == "HALVM_LOCK" {
-					return demoLock
-				}
-				return outer(k)
-			}
-		}
-	}
 	var errs []error
-	cfgPlan, lock, lerr := config.Load(getenv)
+	cfgPlan, lock, lerr := vc.Config, vc.Lock, vc.LockErr
 	if lerr != nil {
 		errs = append(errs, fmt.Errorf("the lock: %w", lerr))
 	} else if err := env.AddInput("lock", cfgPlan.LockPath); err != nil {
@@ -114,22 +100,22 @@ func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress i
 		}
 	}
 	demoKeys := filepath.Join(cfgPlan.CacheDir, "dev-keys")
-	if c.ArchiveKey, err = readPublicKey(getenv, "HALVM_PGP_PUBLIC_KEY_FILE", demoKeys); err != nil {
+	if c.ArchiveKey, err = readPublicKey(vc.ArchivePublicKeyFile, "HALVM_PGP_PUBLIC_KEY_FILE", demoKeys); err != nil {
 		errs = append(errs, err)
-	} else if err := env.AddInput("archive-public-key", getenv("HALVM_PGP_PUBLIC_KEY_FILE")); err != nil {
+	} else if err := env.AddInput("archive-public-key", vc.ArchivePublicKeyFile); err != nil {
 		errs = append(errs, err)
 	}
-	if c.CosignKey, err = readPublicKey(getenv, "HALVM_COSIGN_PUBLIC_KEY_FILE", demoKeys); err != nil {
+	if c.CosignKey, err = readPublicKey(vc.CosignPublicKeyFile, "HALVM_COSIGN_PUBLIC_KEY_FILE", demoKeys); err != nil {
 		if _, skipped := c.Skipped["sign"]; !skipped {
 			errs = append(errs, err)
 		}
-	} else if err := env.AddInput("cosign-public-key", getenv("HALVM_COSIGN_PUBLIC_KEY_FILE")); err != nil {
+	} else if err := env.AddInput("cosign-public-key", vc.CosignPublicKeyFile); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	env.CacheDir = config.VerifyCacheDir(getenv, cfgPlan.CacheDir)
+	env.CacheDir = vc.CacheDir
 	// What users get: the publications `current` points at. When nothing
 	// is served the served-tree check says so; the other checks then read
 	// the ledger's publications.
@@ -154,11 +140,10 @@ func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress i
 		if err != nil {
 			return err
 		}
-		m, err := config.MirrorFromEnv(getenv)
-		if err != nil {
-			return err
+		if vc.MirrorErr != nil {
+			return vc.MirrorErr
 		}
-		o := Options{Lock: lock, RepoURL: config.Get(getenv, "HALVM_REPO_URL"), Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}}
+		o := Options{Lock: lock, RepoURL: vc.RepoURL, Sources: sources.Options{MirrorDir: vc.Mirror.Dir, MirrorMap: vc.Mirror.Map}}
 		c.Rebuild = func(ctx context.Context, outDir string, v checks.Variation, from checks.Publications) error {
 			return Rebuild(ctx, plan, o, outDir, v, from)
 		}
@@ -179,10 +164,10 @@ func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress i
 	}
 	finished = true
 	verr := verify.Verify(ctx, env, checks.Suite(c), verify.Options{Progress: progress, Log: log, Select: vo.Select, ReportPath: reportPath})
-	if ks := config.VSAKey(getenv); ks.KeyFile != "" && lock != nil {
+	if ks := vc.VSAKey; ks.KeyFile != "" && lock != nil {
 		id := fmt.Sprintf("%s-%d", lock.Release.Version, cfgPlan.Release)
-		resource := strings.TrimRight(config.Get(getenv, "HALVM_REPO_URL"), "/") + "/files/" + id + "/"
-		p, err := WriteSummary(env, reportPath, ks, config.Get(getenv, "HALVM_VERIFIER_ID"), resource, time.Now())
+		resource := strings.TrimRight(vc.RepoURL, "/") + "/files/" + id + "/"
+		p, err := WriteSummary(env, reportPath, ks, vc.VerifierID, resource, time.Now())
 		if err != nil {
 			return errors.Join(verr, err)
 		}
@@ -227,7 +212,7 @@ func WriteSummary(env *verify.Env, reportPath string, ks cosign.KeySource, verif
 	for _, s := range parsed {
 		sums = append(sums, vsa.Sum{Name: s.Name, SHA256: s.SHA256})
 	}
-	_, sumsDigest, err := pipeline.HashFile(sumsPath)
+	_, sumsDigest, err := fsutil.HashFile(sumsPath)
 	if err != nil {
 		return fail(err)
 	}
@@ -245,16 +230,15 @@ func WriteSummary(env *verify.Env, reportPath string, ks cosign.KeySource, verif
 		return fail(err)
 	}
 	p := filepath.Join(filepath.Dir(reportPath), SummaryName)
-	if err := pipeline.WriteFileAtomic(p, envelope, 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(p, envelope, 0o644); err != nil {
 		return fail(err)
 	}
 	return p, nil
 }
 
-// readPublicKey reads the public key file named by the variable. There is
+// readPublicKey reads the public key file p the variable named. There is
 // no fallback: the verification trusts only the key it is given.
-func readPublicKey(getenv func(string) string, variable, demoKeys string) ([]byte, error) {
-	p := getenv(variable)
+func readPublicKey(p, variable, demoKeys string) ([]byte, error) {
 	if p == "" {
 		return nil, fmt.Errorf("%s is not set: give the pinned public key to verify with (a demo's development keys are in %s)", variable, demoKeys)
 	}

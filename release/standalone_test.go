@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/halvm/halvm-release/internal/config"
 	"github.com/halvm/halvm-release/internal/pipeline"
 )
 
@@ -29,7 +30,7 @@ func TestVerifyBuiltAbortLeavesAFailingReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"HALVM_OUT": out}
-	err := VerifyBuilt(context.Background(), func(k string) string { return env[k] }, nil)
+	err := VerifyBuilt(context.Background(), config.LoadVerification(func(k string) string { return env[k] }), nil)
 	if err == nil || !strings.Contains(err.Error(), "points outside") {
 		t.Fatalf("verify of a ledger pointing outside: %v", err)
 	}

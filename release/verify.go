@@ -7,8 +7,6 @@ import (
 	"io"
 	"path/filepath"
 
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
-
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/verify"
@@ -84,18 +82,14 @@ func (r *runner) verifyCacheDir(p pipeline.Plan) string {
 
 // cosignPublic is the public half of the release's cosign key.
 func (r *runner) cosignPublic() ([]byte, error) {
-	if r.signer != nil {
-		return r.signer.PublicKeyPEM()
+	sv := r.signer
+	if sv == nil {
+		var err error
+		if sv, err = cosign.LoadSigner(r.o.CosignKey); err != nil {
+			return nil, err
+		}
 	}
-	sv, err := cosign.LoadSigner(r.o.CosignKey)
-	if err != nil {
-		return nil, err
-	}
-	pub, err := sv.PublicKey()
-	if err != nil {
-		return nil, err
-	}
-	return cryptoutils.MarshalPublicKeyToPEM(pub)
+	return cosign.PublicKeyPEM(sv)
 }
 
 func absPath(p string) string {

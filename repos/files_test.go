@@ -21,7 +21,7 @@ func releaseFiles(t *testing.T, content string) string {
 	must(t, os.WriteFile(filepath.Join(src, "sbom", "halvm.spdx.json"), []byte(content), 0o644))
 	priv, _, err := cosign.GenerateKey([]byte("pw"))
 	must(t, err)
-	ck, err := sbom.LoadCosignKey(priv, []byte("pw"))
+	ck, err := cosign.ParseSigner(priv, []byte("pw"))
 	must(t, err)
 	_, err = sbom.WriteSignedSums(src, []string{"sbom/halvm.spdx.json"}, ck, testKey(t), testEpoch, nil)
 	must(t, err)

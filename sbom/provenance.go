@@ -78,15 +78,6 @@ type BuildMetadata struct {
 	FinishedOn string `json:"finishedOn"`
 }
 
-// ProvenanceStatement renders the flavour's provenance.
-func ProvenanceStatement(in Input) ([]byte, error) {
-	inv, err := newInventory(in)
-	if err != nil {
-		return nil, err
-	}
-	return inv.provenance()
-}
-
 // dependencies are the resolved dependencies: the lock and every pin.
 func (inv *inventory) dependencies() []ResourceDescriptor {
 	deps := []ResourceDescriptor{{Name: lockKey, URI: LockURI, Digest: map[string]string{"sha256": inv.lockDigest}}}

@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
 	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testenv"
+	ocicosign "github.com/halvm/halvm-release/oci/cosign"
 )
 
 const cosignVersion = "v2.6.5"
@@ -47,7 +49,7 @@ func cosignBinary(t *testing.T) string {
 
 type signFixture struct {
 	dir, pubPath, keyring string
-	ck                    *CosignKey
+	ck                    signature.SignerVerifier
 	pk                    *pgp.Key
 	names                 []string
 	led                   *pipeline.Ledger
@@ -85,10 +87,12 @@ func newSignFixture(t *testing.T) *signFixture {
 	if err := os.WriteFile(f.pubPath, kp.PublicBytes, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if f.ck, err = LoadCosignKey(kp.PrivateBytes, password); err != nil {
+	if f.ck, err = ocicosign.ParseSigner(kp.PrivateBytes, password); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadCosignKey(kp.PrivateBytes, []byte("wrong")); err == nil || strings.Contains(err.Error(), "wrong") && strings.Contains(err.Error(), string(password)) {
+	// A wrong password fails, and the error names neither it nor the key.
+	wrong := "wrong-password-5f3a9c"
+	if _, err := ocicosign.ParseSigner(kp.PrivateBytes, []byte(wrong)); err == nil || strings.Contains(err.Error(), wrong) || strings.Contains(err.Error(), "PRIVATE KEY") {
 		t.Errorf("wrong password: %v", err)
 	}
 	if f.pk, err = pgp.Generate("HaLVM test archive", "test@example.invalid", true, epochTime); err != nil {
@@ -126,8 +130,11 @@ func TestSignedSums(t *testing.T) {
 	if err := VerifySums(f.dir, data); err != nil {
 		t.Error(err)
 	}
-	pub, _ := f.ck.PublicKeyPEM()
-	if err := VerifyBlob(pub, data, f.signed.Cosign); err != nil {
+	pub, err := ocicosign.PublicKeyPEM(f.ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ocicosign.VerifyBlob(pub, data, f.signed.Cosign); err != nil {
 		t.Error(err)
 	}
 	// The OpenPGP signature is deterministic; the ECDSA one is not.
@@ -149,7 +156,7 @@ func TestSignedSums(t *testing.T) {
 	if err := VerifySums(f.dir, data); err == nil || !strings.Contains(err.Error(), "halvm_2.4.3-1_amd64.deb: sha256 is") {
 		t.Errorf("VerifySums on a modified file: %v", err)
 	}
-	if err := VerifyBlob(pub, append(data, '\n'), f.signed.Cosign); err == nil {
+	if err := ocicosign.VerifyBlob(pub, append(data, '\n'), f.signed.Cosign); err == nil {
 		t.Error("VerifyBlob accepted a modified SHA256SUMS")
 	}
 }

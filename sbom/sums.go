@@ -10,7 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/fsutil"
 )
 
 // SumsName is the checksum file of a release; SumsName+".sig" is its cosign
@@ -92,7 +92,7 @@ func SumFiles(dir string, names []string) ([]Sum, error) {
 			errs = append(errs, err)
 			continue
 		}
-		_, sum, err := pipeline.HashFile(filepath.Join(dir, filepath.FromSlash(n)))
+		_, sum, err := fsutil.HashFile(filepath.Join(dir, filepath.FromSlash(n)))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("hashing %s: %w", n, err))
 			continue
@@ -114,7 +114,7 @@ func VerifySums(dir string, data []byte) error {
 	}
 	var errs []error
 	for _, s := range sums {
-		_, got, err := pipeline.HashFile(filepath.Join(dir, filepath.FromSlash(s.Name)))
+		_, got, err := fsutil.HashFile(filepath.Join(dir, filepath.FromSlash(s.Name)))
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/pins"
 )
@@ -27,7 +28,7 @@ func WriteFlavour(outDir string, in Input, led *pipeline.Ledger) (Documents, err
 		kind pipeline.Kind
 	}{{SPDXPath(in.Flavour), d.SPDX, pipeline.KindSPDX}, {CycloneDXPath(in.Flavour), d.CycloneDX, pipeline.KindCycloneDX}, {ProvenancePath(in.Flavour), d.Provenance, pipeline.KindProvenance}} {
 		p := filepath.Join(outDir, f.rel)
-		if err := pipeline.WriteFileAtomic(p, f.data, 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(p, f.data, 0o644); err != nil {
 			return Documents{}, fmt.Errorf("writing %s: %w", f.rel, err)
 		}
 		if led != nil {
@@ -48,7 +49,7 @@ const LockPath = "lock/halvm.lock"
 // WriteLock writes the lock into the release files and records it.
 func WriteLock(outDir string, lock *pins.Lock, led *pipeline.Ledger) error {
 	p := filepath.Join(outDir, LockPath)
-	if err := pipeline.WriteFileAtomic(p, pins.Bytes(lock), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(p, pins.Bytes(lock), 0o644); err != nil {
 		return fmt.Errorf("writing the lock into the release files: %w", err)
 	}
 	if led != nil {

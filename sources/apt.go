@@ -1,15 +1,13 @@
 package sources
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
+
+	"github.com/halvm/halvm-release/debian/deb822"
 )
 
 // debArchives are the Debian archives a lock can name.
@@ -36,40 +34,20 @@ func DebMirror(base string) map[string]string {
 // stanzas (Enabled: no) are ignored.
 func AptArchives(root string) (map[string]string, error) {
 	dir := filepath.Join(root, "etc", "apt")
-	var uris []string
-	one, err := os.ReadFile(filepath.Join(dir, "sources.list"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading apt sources: %w", err)
-	}
-	uris = append(uris, oneLineURIs(string(one))...)
-	ents, err := os.ReadDir(filepath.Join(dir, "sources.list.d"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading apt sources: %w", err)
-	}
-	names := make([]string, 0, len(ents))
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if !strings.HasSuffix(n, ".list") && !strings.HasSuffix(n, ".sources") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "sources.list.d", n))
-		if err != nil {
-			return nil, fmt.Errorf("reading apt sources: %w", err)
-		}
-		if strings.HasSuffix(n, ".list") {
-			uris = append(uris, oneLineURIs(string(b))...)
-		} else {
-			uris = append(uris, deb822URIs(string(b))...)
-		}
+	entries, err := deb822.ReadSources(os.DirFS(dir))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	out := map[string]string{}
-	for _, u := range uris {
-		if a := archiveOf(u); a != "" {
-			if _, ok := out[a]; !ok {
-				out[a] = strings.TrimSuffix(u, "/")
+	for _, e := range entries {
+		if !e.Has("deb") && !e.Has("deb-src") {
+			continue
+		}
+		for _, u := range e.URIs {
+			if a := archiveOf(u); a != "" {
+				if _, ok := out[a]; !ok {
+					out[a] = strings.TrimSuffix(u, "/")
+				}
 			}
 		}
 	}
@@ -94,74 +72,4 @@ func archiveOf(uri string) string {
 		}
 	}
 	return ""
-}
-
-// oneLineURIs reads sources.list lines: deb [options] URI suite components.
-func oneLineURIs(s string) []string {
-	var out []string
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		f := strings.Fields(line)
-		if len(f) < 2 || (f[0] != "deb" && f[0] != "deb-src") {
-			continue
-		}
-		rest := f[1:]
-		if strings.HasPrefix(rest[0], "[") {
-			// Options run up to the field ending in "]".
-			for len(rest) > 0 && !strings.HasSuffix(rest[0], "]") {
-				rest = rest[1:]
-			}
-			if len(rest) > 0 {
-				rest = rest[1:]
-			}
-		}
-		if len(rest) > 0 {
-			out = append(out, rest[0])
-		}
-	}
-	return out
-}
-
-// deb822URIs reads the URIs of the enabled stanzas of a .sources file.
-func deb822URIs(s string) []string {
-	var out []string
-	fields := map[string]string{}
-	last := ""
-	flush := func() {
-		if len(fields) > 0 && !strings.EqualFold(strings.TrimSpace(fields["enabled"]), "no") {
-			types := strings.Fields(fields["types"])
-			deb := false
-			for _, t := range types {
-				deb = deb || t == "deb" || t == "deb-src"
-			}
-			if deb {
-				out = append(out, strings.Fields(fields["uris"])...)
-			}
-		}
-		fields = map[string]string{}
-		last = ""
-	}
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.TrimSpace(line) == "":
-			flush()
-		case strings.HasPrefix(line, "#"):
-		case line[0] == ' ' || line[0] == '\t':
-			if last != "" {
-				fields[last] += " " + strings.TrimSpace(line)
-			}
-		default:
-			k, v, ok := strings.Cut(line, ":")
-			if !ok {
-				continue
-			}
-			last = strings.ToLower(strings.TrimSpace(k))
-			fields[last] = strings.TrimSpace(v)
-		}
-	}
-	flush()
-	return out
 }

@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/pins"
 )
@@ -89,7 +90,7 @@ func urlBase(u string) (string, error) {
 func (o Options) fetchBlob(ctx context.Context, b blob) (FileResult, error) {
 	final := o.cache("sha256", b.sha256)
 	res := FileResult{Path: final, URL: b.url, Size: b.size, SHA256: b.sha256}
-	if size, sum, err := pipeline.HashFile(final); err == nil {
+	if size, sum, err := fsutil.HashFile(final); err == nil {
 		if (size == b.size || b.size == 0) && sum == b.sha256 {
 			res.Size = size
 			res.Cached = true

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/pins"
 )
 
@@ -75,7 +75,7 @@ func ExportMirror(ctx context.Context, l *pins.Lock, o Options, mirrorDir string
 // exportBlob copies a verified cache entry to dst (atomically).
 func (o Options) exportBlob(sum string, size int64, dst string) error {
 	src := o.cache("sha256", sum)
-	n, got, err := pipeline.HashFile(src)
+	n, got, err := fsutil.HashFile(src)
 	if err != nil || (size != 0 && n != size) || got != sum {
 		return fmt.Errorf("not in the cache %s (or damaged): fetch first", o.CacheDir)
 	}

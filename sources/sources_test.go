@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testenv"
@@ -190,7 +191,7 @@ func TestFetchClean(t *testing.T) {
 		if r.Name != f.Name || r.SHA256 != f.SHA256 || r.Cached {
 			t.Errorf("file %s: %+v", f.Name, r)
 		}
-		if size, sum, err := pipeline.HashFile(r.Path); err != nil || size != f.Size || sum != f.SHA256 {
+		if size, sum, err := fsutil.HashFile(r.Path); err != nil || size != f.Size || sum != f.SHA256 {
 			t.Errorf("cached file %s: %d %s %v", r.Path, size, sum, err)
 		}
 		if r.Path != filepath.Join(fx.cache, "sha256", f.SHA256) {

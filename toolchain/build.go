@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/run"
 )
@@ -252,7 +253,7 @@ func (r *Recipe) finish(res *Result) error {
 		out = filepath.Join(r.Layout.Root, r.Flavour.Name)
 	}
 	res.Manifest = filepath.Join(out, "toolchain-"+r.Flavour.Name+".manifest")
-	return pipeline.WriteFileAtomic(res.Manifest, buf.Bytes(), 0o644)
+	return fsutil.WriteFileAtomic(res.Manifest, buf.Bytes(), 0o644)
 }
 
 // Plan writes the dry run of one flavour's build to w: every step with its

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/fsutil"
 )
 
 // cacheFormat changes whenever the meaning of a key or snapshot changes.
@@ -137,7 +137,7 @@ func (c stepCache) missReason(flavour, step string, comps []component) string {
 
 func (c stepCache) recordLast(flavour, step string, comps []component) error {
 	data, _ := json.Marshal(comps)
-	return pipeline.WriteFileAtomic(c.lastPath(flavour, step), data, 0o644)
+	return fsutil.WriteFileAtomic(c.lastPath(flavour, step), data, 0o644)
 }
 
 // entry is the state of one path below a root.
@@ -255,7 +255,7 @@ func (c stepCache) snapshot(key string, s Step, comps []component, before map[st
 		return err
 	}
 	meta, _ := json.MarshalIndent(snapshotMeta{Step: s.Name, Root: s.Root, Deleted: deleted, Components: comps}, "", " ")
-	return pipeline.WriteFileAtomic(c.metaPath(key), meta, 0o644)
+	return fsutil.WriteFileAtomic(c.metaPath(key), meta, 0o644)
 }
 
 // restore applies a step's snapshot to its root.

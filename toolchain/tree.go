@@ -1,6 +1,7 @@
 package toolchain
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -193,6 +194,128 @@ func WriteManifest(w io.Writer, fsys fs.FS) error {
 	return nil
 }
 
+// ManifestEntry is one line of a tree manifest (WriteManifest).
+type ManifestEntry struct {
+	Type   byte        // 'd' directory, 'f' regular file, 'l' symbolic link
+	Path   string      // slash-separated, relative to the tree, unquoted
+	Mode   fs.FileMode // permission bits (d and f)
+	Size   int64       // f only
+	SHA256 string      // f only, lower-case hex
+	Target string      // l only, unquoted
+}
+
+// ReadManifest parses a tree manifest as WriteManifest writes it: every
+// line must be well-formed, quoted paths included; lines starting with #
+// are comments (the build heads its manifests with one). It reports the
+// first ten malformed lines at once, with their numbers.
+func ReadManifest(r io.Reader) ([]ManifestEntry, error) {
+	var out []ManifestEntry
+	var problems []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		if strings.TrimSpace(sc.Text()) == "" || strings.HasPrefix(sc.Text(), "#") {
+			continue
+		}
+		e, err := parseManifestLine(sc.Text())
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("line %d: %v", n, err))
+			if len(problems) == 10 {
+				break
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading the tree manifest: %w", err)
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("malformed tree manifest: %s", strings.Join(problems, "; "))
+	}
+	return out, nil
+}
+
+func parseManifestLine(l string) (ManifestEntry, error) {
+	kind, rest, _ := strings.Cut(l, " ")
+	switch kind {
+	case "d":
+		mode, p, ok := strings.Cut(rest, " ")
+		if !ok || !strings.HasSuffix(p, "/") {
+			return ManifestEntry{}, errors.New(`want "d <mode> <path>/"`)
+		}
+		m, err := parseMode(mode)
+		if err != nil {
+			return ManifestEntry{}, err
+		}
+		name, err := unquotePath(strings.TrimSuffix(p, "/"))
+		return ManifestEntry{Type: 'd', Path: name, Mode: m}, err
+	case "f":
+		f := strings.SplitN(rest, " ", 4)
+		if len(f) != 4 {
+			return ManifestEntry{}, errors.New(`want "f <mode> <size> <sha256> <path>"`)
+		}
+		m, err := parseMode(f[0])
+		if err != nil {
+			return ManifestEntry{}, err
+		}
+		size, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil || size < 0 {
+			return ManifestEntry{}, fmt.Errorf("bad size %q", f[1])
+		}
+		if len(f[2]) != 64 || strings.Trim(f[2], "0123456789abcdef") != "" {
+			return ManifestEntry{}, fmt.Errorf("bad sha256 %q", f[2])
+		}
+		name, err := unquotePath(f[3])
+		return ManifestEntry{Type: 'f', Path: name, Mode: m, Size: size, SHA256: f[2]}, err
+	case "l":
+		p, target, ok := cutQuoted(rest, " -> ")
+		if !ok {
+			return ManifestEntry{}, errors.New(`want "l <path> -> <target>"`)
+		}
+		name, err := unquotePath(p)
+		if err != nil {
+			return ManifestEntry{}, err
+		}
+		t, err := unquotePath(target)
+		return ManifestEntry{Type: 'l', Path: name, Target: t}, err
+	}
+	return ManifestEntry{}, fmt.Errorf("unknown entry kind %q (want d, f or l)", kind)
+}
+
+func parseMode(s string) (fs.FileMode, error) {
+	m, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || m&^0o7777 != 0 {
+		return 0, fmt.Errorf("bad mode %q", s)
+	}
+	return fs.FileMode(m), nil
+}
+
+// unquotePath undoes manifestPath.
+func unquotePath(p string) (string, error) {
+	if !strings.HasPrefix(p, `"`) {
+		return p, nil
+	}
+	u, err := strconv.Unquote(p)
+	if err != nil {
+		return "", fmt.Errorf("bad quoted path %s", p)
+	}
+	return u, nil
+}
+
+// cutQuoted splits "<path><sep><rest>" where path may be quoted.
+func cutQuoted(s, sep string) (string, string, bool) {
+	if strings.HasPrefix(s, `"`) {
+		q, err := strconv.QuotedPrefix(s)
+		if err != nil || !strings.HasPrefix(s[len(q):], sep) {
+			return "", "", false
+		}
+		return q, s[len(q)+len(sep):], true
+	}
+	return strings.Cut(s, sep)
+}
+
+// manifestPath quotes a path with unusual characters (unquotePath).
 func manifestPath(p string) string {
 	for _, r := range p {
 		if r <= ' ' || r == '"' || r == '\\' || r > '~' {

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"github.com/halvm/halvm-release/internal/testenv"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -276,6 +278,49 @@ func TestCIInstallsPrerequisites(t *testing.T) {
 	for _, p := range Prerequisites {
 		if !listed[p.Package] {
 			t.Errorf(".ci/packages.txt lacks %s (it provides %s, a host prerequisite of the recipe)", p.Package, p.What)
+		}
+	}
+}
+
+// TestReadManifest: what WriteManifest writes reads back, quoted paths
+// (with spaces, quotes, a trailing-slash directory) included; a malformed
+// line, a bad quote among them, is an error naming its line.
+func TestReadManifest(t *testing.T) {
+	fsys := fstest.MapFS{
+		"dir with space":      {Mode: fs.ModeDir | 0o755},
+		"dir with space/a\"b": {Data: []byte("x"), Mode: 0o644},
+		"bin/tool":            {Data: []byte("#!/bin/sh\n"), Mode: 0o755},
+		"bin/link":            {Data: []byte("tool"), Mode: fs.ModeSymlink | 0o777},
+		"bin/odd link":        {Data: []byte("dir with space/a\"b"), Mode: fs.ModeSymlink | 0o777},
+	}
+	var b strings.Builder
+	if err := WriteManifest(&b, fsys); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadManifest(strings.NewReader("# HaLVM toolchain tree\n" + b.String()))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	want := []ManifestEntry{
+		{Type: 'd', Path: "bin", Mode: 0o555},
+		{Type: 'l', Path: "bin/link", Target: "tool"},
+		{Type: 'l', Path: "bin/odd link", Target: "dir with space/a\"b"},
+		{Type: 'f', Path: "bin/tool", Mode: 0o755, Size: 10, SHA256: sha("#!/bin/sh\n")},
+		{Type: 'd', Path: "dir with space", Mode: 0o755},
+		{Type: 'f', Path: "dir with space/a\"b", Mode: 0o644, Size: 1, SHA256: sha("x")},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ReadManifest:\n%+v\nwant\n%+v\nfrom\n%s", got, want, b.String())
+	}
+	for _, bad := range []string{
+		"f 0644 1 " + sha("x") + " \"unterminated\n",
+		"f 0644 x " + sha("x") + " a\n",
+		"f 0644 1 nothex a\n",
+		"d 0755 no-slash\n",
+		"x what\n",
+	} {
+		if _, err := ReadManifest(strings.NewReader("d 0755 ok/\n" + bad)); err == nil || !strings.Contains(err.Error(), "line 2") {
+			t.Errorf("%q: %v", bad, err)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -118,14 +117,8 @@ func lookPath(name string) (string, error) {
 		}
 		return "", fmt.Errorf("%s is not an executable file", name)
 	}
-	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
-		if dir == "" {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		if isExecutable(p) {
-			return p, nil
-		}
+	if p, err := run.LookPath(name, run.Inherit("PATH")); err == nil {
+		return p, nil
 	}
 	return "", fmt.Errorf("%s not found in PATH", name)
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/fsutil"
 )
 
 // Status of a check. Only Pass is a pass.
@@ -337,7 +337,7 @@ func (r *Report) WriteFile(path string) error {
 	if err := r.Encode(&buf); err != nil {
 		return err
 	}
-	return pipeline.WriteFileAtomic(path, buf.Bytes(), 0o644)
+	return fsutil.WriteFileAtomic(path, buf.Bytes(), 0o644)
 }
 
 // WriteAborted writes the report of a verification that stopped before

@@ -9,9 +9,10 @@
 // missing is "not-run" with the reason and the remedy, never passed; a
 // required check that did not run fails the verification; and a check can
 // only pass by returning Evidence that names what it verified (a count
-// greater than zero and a summary). The individual checks live in the
-// packages that own the formats (debian, rpm, sbom, oci, verify/xenboot);
-// the release wires them into a []Check.
+// greater than zero and a summary). The individual checks live in
+// verify/checks (which calls the packages that own the formats: debian,
+// rpm, sbom, oci, verify/xenboot); its Suite is the []Check the release's
+// verify stage and `go run mage.go verify` run.
 package verify
 
 import (
@@ -23,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
 )
 
@@ -132,7 +134,8 @@ func (e Evidence) problem() string {
 // only the tree it was given.
 type Env struct {
 	// Dist is the release directory (absolute): dist/ with ledger.json,
-	// the repositories, the image layout and the public keys.
+	// the packages, SBOMs, SHA256SUMS and the image layouts (the
+	// repositories are below RepoRoot).
 	Dist string
 	// RepoRoot is the publish root (absolute): apt/, dnf/ and files/, each
 	// with its `current` link.
@@ -169,7 +172,7 @@ func (e *Env) AddInput(role, path string) error {
 	if err != nil {
 		return err
 	}
-	_, sum, err := pipeline.HashFile(abs)
+	_, sum, err := fsutil.HashFile(abs)
 	if err != nil {
 		return fmt.Errorf("the %s %s: %w", role, abs, err)
 	}
@@ -334,7 +337,7 @@ func (e *Env) Artifacts(kind pipeline.Kind, flavour string) ([]pipeline.Artifact
 // against the ledger.
 func (e *Env) Open(a pipeline.Artifact) (*os.File, error) {
 	p := e.Path(a.Path)
-	size, sum, err := pipeline.HashFile(p)
+	size, sum, err := fsutil.HashFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s %s: %w", a.Kind, a.Name, err)
 	}

@@ -187,9 +187,18 @@ func MirrorFromEnv(env Getenv) (Mirror, error) {
 	return m, nil
 }
 
+// lookup reads a variable holding key material through env: set means
+// not empty.
+func lookup(env Getenv) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v := env(name)
+		return v, v != ""
+	}
+}
+
 // PGPKey is the archive key's source.
 func PGPKey(env Getenv) pgp.KeySource {
-	ks := pgp.KeySource{File: env("HALVM_PGP_KEY_FILE"), PassphraseFile: env("HALVM_PGP_PASSPHRASE_FILE")}
+	ks := pgp.KeySource{File: env("HALVM_PGP_KEY_FILE"), PassphraseFile: env("HALVM_PGP_PASSPHRASE_FILE"), Lookup: lookup(env)}
 	if env("HALVM_PGP_KEY") != "" {
 		ks.Env = "HALVM_PGP_KEY"
 	}
@@ -201,7 +210,7 @@ func PGPKey(env Getenv) pgp.KeySource {
 
 // CosignKey is the cosign key's source.
 func CosignKey(env Getenv) cosign.KeySource {
-	ks := cosign.KeySource{KeyFile: env("HALVM_COSIGN_KEY_FILE"), PasswordFile: env("HALVM_COSIGN_PASSWORD_FILE")}
+	ks := cosign.KeySource{KeyFile: env("HALVM_COSIGN_KEY_FILE"), PasswordFile: env("HALVM_COSIGN_PASSWORD_FILE"), Lookup: lookup(env)}
 	if env("HALVM_COSIGN_KEY") != "" {
 		ks.KeyEnv = "HALVM_COSIGN_KEY"
 	}

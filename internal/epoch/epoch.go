@@ -4,7 +4,6 @@ package epoch
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -33,17 +32,6 @@ func Parse(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%s=%q: out of range (at most 253402300799)", Var, s)
 	}
 	return time.Unix(n, 0).UTC(), nil
-}
-
-// FromEnv returns the epoch from the environment; ok is false when the
-// variable is unset. A set but malformed value is an error.
-func FromEnv() (t time.Time, ok bool, err error) {
-	v, set := os.LookupEnv(Var)
-	if !set {
-		return time.Time{}, false, nil
-	}
-	t, err = Parse(v)
-	return t, err == nil, err
 }
 
 // Format renders t as a SOURCE_DATE_EPOCH value.

@@ -20,18 +20,6 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestFromEnv(t *testing.T) {
-	t.Setenv(Var, "12x")
-	if _, _, err := FromEnv(); err == nil {
-		t.Fatal("malformed SOURCE_DATE_EPOCH in the environment was ignored")
-	}
-	t.Setenv(Var, "86400")
-	got, ok, err := FromEnv()
-	if err != nil || !ok || Format(got) != "86400" {
-		t.Fatalf("FromEnv = %v %v %v", got, ok, err)
-	}
-}
-
 func TestClamp(t *testing.T) {
 	e := time.Unix(100, 0)
 	if !Clamp(time.Unix(200, 0), e).Equal(e) || !Clamp(time.Unix(50, 0), e).Equal(time.Unix(50, 0)) {

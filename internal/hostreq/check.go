@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
-	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -119,20 +120,15 @@ func System() Host {
 // lookPath finds a program as the command runner will: in PATH (the
 // environment every stage hands its programs).
 func lookPath(name string) string {
-	path := os.Getenv("PATH")
-	if path == "" {
-		path = SystemPath
+	env := run.Inherit("PATH")
+	if path, _ := run.Lookup(env, "PATH"); path == "" {
+		env = []string{"PATH=" + SystemPath}
 	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p
-		}
+	p, err := run.LookPath(name, env)
+	if err != nil {
+		return ""
 	}
-	return ""
+	return p
 }
 
 // dockerEnv is the environment of the docker client.
@@ -192,14 +188,14 @@ func (s Set) Check(ctx context.Context, h Host) Report {
 			}
 		}
 		if len(what) > 0 {
-			r.Missing = append(r.Missing, Missing{Package: p, What: what, By: sortedKeys(s.pkgs[name])})
+			r.Missing = append(r.Missing, Missing{Package: p, What: what, By: slices.Sorted(maps.Keys(s.pkgs[name]))})
 		}
 	}
 	if h.UID != 0 {
-		r.RootBy = sortedKeys(s.root)
+		r.RootBy = slices.Sorted(maps.Keys(s.root))
 	}
 	if len(s.docker) > 0 {
-		r.DockerBy = sortedKeys(s.docker)
+		r.DockerBy = slices.Sorted(maps.Keys(s.docker))
 		if h.LookPath("docker") && h.DockerUp != nil {
 			r.DockerDown = h.DockerUp(ctx)
 		} else if !h.LookPath("docker") {
@@ -273,13 +269,4 @@ func dockerRemedy(h Host) string {
 		prefix = "sudo "
 	}
 	return "start it with `" + prefix + "service docker start` (or `" + prefix + "systemctl start docker`), or point DOCKER_HOST at a daemon"
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -126,7 +126,9 @@ func ReadKey(armoredPrivate []byte, passphrase []byte) (*Key, error) {
 // from a file (File) or an environment variable holding the armored key
 // (Env); the passphrase, if any, from a file (PassphraseFile) or an
 // environment variable (PassphraseEnv). Set at most one of each pair. A
-// passphrase file's final newline is not part of the passphrase.
+// passphrase file's final newline is not part of the passphrase. The
+// variables are read through Lookup (internal/config sets it; this package
+// never reads the environment itself).
 type KeySource struct {
 	File, Env                     string
 	PassphraseFile, PassphraseEnv string
@@ -135,6 +137,17 @@ type KeySource struct {
 	// (PublishedSignatures): what a rebuild signs with.
 	PublicFile     string
 	SignaturesFrom []string
+	// Lookup reads the variables Env and PassphraseEnv name; nil when
+	// neither is set.
+	Lookup func(name string) (string, bool) `json:"-"`
+}
+
+// lookup reads a variable through s.Lookup.
+func (s KeySource) lookup(name string) (string, bool) {
+	if s.Lookup == nil {
+		return "", false
+	}
+	return s.Lookup(name)
 }
 
 // String names the source without its content.
@@ -189,7 +202,7 @@ func LoadKey(src KeySource) (*Key, error) {
 		}
 		keyData = b
 	case src.Env != "":
-		v, ok := os.LookupEnv(src.Env)
+		v, ok := src.lookup(src.Env)
 		if !ok || strings.TrimSpace(v) == "" {
 			problems = append(problems, fmt.Sprintf("key variable $%s is unset or empty: put the armored secret key in it", src.Env))
 		}
@@ -203,7 +216,7 @@ func LoadKey(src KeySource) (*Key, error) {
 		}
 		pass = trimNewline(b)
 	case src.PassphraseEnv != "":
-		v, ok := os.LookupEnv(src.PassphraseEnv)
+		v, ok := src.lookup(src.PassphraseEnv)
 		if !ok {
 			problems = append(problems, fmt.Sprintf("passphrase variable $%s is unset", src.PassphraseEnv))
 		}

@@ -267,13 +267,13 @@ func TestLoadKey(t *testing.T) {
 	}
 	t.Setenv("HALVM_TEST_KEY", string(enc))
 	t.Setenv("HALVM_TEST_PASS", pass)
-	got, err = LoadKey(KeySource{Env: "HALVM_TEST_KEY", PassphraseEnv: "HALVM_TEST_PASS"})
+	got, err = LoadKey(KeySource{Env: "HALVM_TEST_KEY", PassphraseEnv: "HALVM_TEST_PASS", Lookup: os.LookupEnv})
 	if err != nil || got.Fingerprint() != k.Fingerprint() {
 		t.Fatalf("LoadKey(env, passenv) = %v, %v", got, err)
 	}
 
 	t.Setenv("HALVM_TEST_PASS", "not-it")
-	_, err = LoadKey(KeySource{Env: "HALVM_TEST_KEY", PassphraseEnv: "HALVM_TEST_PASS"})
+	_, err = LoadKey(KeySource{Env: "HALVM_TEST_KEY", PassphraseEnv: "HALVM_TEST_PASS", Lookup: os.LookupEnv})
 	if err == nil || !strings.Contains(err.Error(), "$HALVM_TEST_KEY") || !strings.Contains(err.Error(), "$HALVM_TEST_PASS") {
 		t.Errorf("wrong passphrase: error does not name the sources: %v", err)
 	}
@@ -282,7 +282,7 @@ func TestLoadKey(t *testing.T) {
 	}
 
 	// Every problem at once.
-	_, err = LoadKey(KeySource{File: filepath.Join(dir, "missing"), Env: "HALVM_TEST_KEY", PassphraseFile: passFile, PassphraseEnv: "HALVM_TEST_PASS"})
+	_, err = LoadKey(KeySource{File: filepath.Join(dir, "missing"), Env: "HALVM_TEST_KEY", PassphraseFile: passFile, PassphraseEnv: "HALVM_TEST_PASS", Lookup: os.LookupEnv})
 	if err == nil {
 		t.Fatal("conflicting source accepted")
 	}
@@ -295,7 +295,7 @@ func TestLoadKey(t *testing.T) {
 		t.Errorf("empty source: err = %v", err)
 	}
 	t.Setenv("HALVM_TEST_EMPTY", "")
-	if _, err := LoadKey(KeySource{Env: "HALVM_TEST_EMPTY"}); err == nil || !strings.Contains(err.Error(), "$HALVM_TEST_EMPTY") {
+	if _, err := LoadKey(KeySource{Env: "HALVM_TEST_EMPTY", Lookup: os.LookupEnv}); err == nil || !strings.Contains(err.Error(), "$HALVM_TEST_EMPTY") {
 		t.Errorf("empty env: err = %v", err)
 	}
 }

@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/halvm/halvm-release/internal/fsutil"
 )
 
 // Kind says what an artifact is.
@@ -97,7 +97,7 @@ func (l *Ledger) Add(a Artifact) {
 // AddFile hashes the file at path and records it. rel is the path recorded
 // (relative to the output directory).
 func (l *Ledger) AddFile(kind Kind, name, flavour, path, rel string) (Artifact, error) {
-	size, sum, err := HashFile(path)
+	size, sum, err := fsutil.HashFile(path)
 	if err != nil {
 		return Artifact{}, fmt.Errorf("ledger: recording %s %s: %w", kind, name, err)
 	}
@@ -185,7 +185,7 @@ func (l *Ledger) WriteFile(path string) error {
 	if err := l.Encode(&buf); err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, buf.Bytes(), 0o644)
+	return fsutil.WriteFileAtomic(path, buf.Bytes(), 0o644)
 }
 
 // ReadLedger loads a ledger written by WriteFile.
@@ -216,48 +216,4 @@ func sortArtifacts(a []Artifact) {
 		}
 		return a[i].Flavour < a[j].Flavour
 	})
-}
-
-// HashFile returns the size and hex sha256 of a file.
-func HashFile(path string) (int64, string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return 0, "", fmt.Errorf("hashing %s: %w", path, err)
-	}
-	return n, hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// WriteFileAtomic writes data to a temporary file beside path and renames it
-// into place, so a reader never sees a partial file.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -17,11 +17,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/halvm/halvm-release/debian/deb822"
 	"github.com/halvm/halvm-release/internal/run"
 )
 
@@ -57,7 +59,7 @@ func PrepareSpec(ctx context.Context, cacheDir string, spec Spec) (string, error
 	if spec.Mirror == "" {
 		m, err := SystemMirror()
 		if err != nil {
-			return "", fmt.Errorf("preparing rootfs: %w", err)
+			return "", fmt.Errorf("preparing rootfs: %w: %w", ErrMirrorUnreachable, err)
 		}
 		spec.Mirror = m
 	}
@@ -105,6 +107,9 @@ func PrepareSpec(ctx context.Context, cacheDir string, spec Spec) (string, error
 	args = append(args, Suite, tmp, spec.Mirror)
 	if err := run.Run(ctx, run.Cmd{Args: args, Env: env}); err != nil {
 		_ = os.RemoveAll(tmp)
+		if fetchFailed(err) {
+			err = fmt.Errorf("%w: %w", ErrMirrorUnreachable, err)
+		}
 		return "", fmt.Errorf("preparing rootfs: building %s with mmdebstrap from %s: %w", Suite, spec.Mirror, err)
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "etc", "halvm-rootfs-key"), []byte(key+"\n"), 0o644); err != nil {
@@ -278,6 +283,29 @@ func unescapeMount(s string) string {
 	return r.Replace(s)
 }
 
+// ErrMirrorUnreachable marks a rootfs that could not be built for want of
+// a Debian mirror: none configured, or apt could not fetch from it (name
+// resolution, connection, missing index). It is a missing prerequisite of
+// the machine, not a fault of the build.
+var ErrMirrorUnreachable = errors.New("the Debian mirror is unreachable")
+
+// fetchMessages are what apt and mmdebstrap say when they cannot fetch.
+var fetchMessages = []string{"Failed to fetch", "Temporary failure resolving", "Could not resolve", "Could not connect", "Unable to connect", "Connection timed out", "Connection refused", "Network is unreachable", "Some index files failed to download"}
+
+// fetchFailed reports whether a failed run says it could not fetch.
+func fetchFailed(err error) bool {
+	var re *run.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	for _, m := range fetchMessages {
+		if strings.Contains(re.Stderr, m) {
+			return true
+		}
+	}
+	return false
+}
+
 // SystemMirror returns the Debian mirror this machine's apt uses for
 // bookworm (from /etc/apt/sources.list and sources.list.d/*.{list,sources}).
 func SystemMirror() (string, error) {
@@ -287,97 +315,18 @@ func SystemMirror() (string, error) {
 // MirrorFrom finds the first enabled "deb" source for Suite with
 // component main, in apt's reading order.
 func MirrorFrom(root fs.FS) (string, error) {
-	var files []string
-	if _, err := fs.Stat(root, "etc/apt/sources.list"); err == nil {
-		files = append(files, "etc/apt/sources.list")
+	conf, err := fs.Sub(root, "etc/apt")
+	if err != nil {
+		return "", err
 	}
-	ents, _ := fs.ReadDir(root, "etc/apt/sources.list.d")
-	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".list") || strings.HasSuffix(e.Name(), ".sources") {
-			files = append(files, "etc/apt/sources.list.d/"+e.Name())
-		}
+	entries, err := deb822.ReadSources(conf)
+	if err != nil {
+		return "", err
 	}
-	for _, f := range files {
-		b, err := fs.ReadFile(root, f)
-		if err != nil {
-			continue
-		}
-		var m string
-		if strings.HasSuffix(f, ".sources") {
-			m = fromDeb822(string(b))
-		} else {
-			m = fromOneLine(string(b))
-		}
-		if m != "" {
-			return m, nil
+	for _, e := range entries {
+		if e.Has("deb") && slices.Contains(e.Suites, Suite) && slices.Contains(e.Components, "main") && len(e.URIs) > 0 {
+			return strings.TrimRight(e.URIs[0], "/"), nil
 		}
 	}
 	return "", fmt.Errorf("no enabled \"deb\" source for %s main in /etc/apt/sources.list or sources.list.d: add the Debian mirror (e.g. a debian.sources with Suites: %s)", Suite, Suite)
-}
-
-func fromOneLine(text string) string {
-	for _, line := range strings.Split(text, "\n") {
-		if i := strings.Index(line, "#"); i >= 0 {
-			line = line[:i]
-		}
-		f := strings.Fields(line)
-		if len(f) < 4 || f[0] != "deb" {
-			continue
-		}
-		f = f[1:]
-		if strings.HasPrefix(f[0], "[") { // [ options ]
-			for len(f) > 0 && !strings.HasSuffix(f[0], "]") {
-				f = f[1:]
-			}
-			if len(f) == 0 {
-				continue
-			}
-			f = f[1:]
-		}
-		if len(f) >= 3 && f[1] == Suite && contains(f[2:], "main") {
-			return strings.TrimRight(f[0], "/")
-		}
-	}
-	return ""
-}
-
-func fromDeb822(text string) string {
-	for _, stanza := range strings.Split(strings.ReplaceAll(text, "\r", ""), "\n\n") {
-		fields := map[string]string{}
-		var last string
-		for _, line := range strings.Split(stanza, "\n") {
-			if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
-				continue
-			}
-			if line[0] == ' ' || line[0] == '\t' {
-				if last != "" {
-					fields[last] += " " + strings.TrimSpace(line)
-				}
-				continue
-			}
-			k, v, ok := strings.Cut(line, ":")
-			if !ok {
-				continue
-			}
-			last = strings.ToLower(strings.TrimSpace(k))
-			fields[last] = strings.TrimSpace(v)
-		}
-		if strings.EqualFold(fields["enabled"], "no") || !contains(strings.Fields(fields["types"]), "deb") ||
-			!contains(strings.Fields(fields["suites"]), Suite) || !contains(strings.Fields(fields["components"]), "main") {
-			continue
-		}
-		if uris := strings.Fields(fields["uris"]); len(uris) > 0 {
-			return strings.TrimRight(uris[0], "/")
-		}
-	}
-	return ""
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -147,7 +147,10 @@ func Output(ctx context.Context, c Cmd) ([]byte, error) {
 }
 
 // Inherit returns the named variables of this process's environment that
-// are set, as KEY=VALUE, for building an explicit child environment.
+// are set, as KEY=VALUE, for building an explicit child environment. It is
+// the one place outside internal/config that reads the environment (see
+// TestNoEnvironmentReadingOutsideConfig): what a child inherits is the
+// runner's business.
 func Inherit(names ...string) []string {
 	var env []string
 	for _, n := range names {
@@ -196,6 +199,10 @@ func Lookup(env []string, key string) (string, bool) {
 	return "", false
 }
 
+// LookPath finds a program as Run does for a child whose environment is
+// env: a name with a slash as is, else in env's PATH.
+func LookPath(name string, env []string) (string, error) { return lookPath(name, env) }
+
 func lookPath(name string, env []string) (string, error) {
 	if strings.Contains(name, "/") {
 		return name, nil
@@ -212,9 +219,6 @@ func lookPath(name string, env []string) (string, error) {
 	}
 	return "", fmt.Errorf("%s not found in PATH %q: install it (see `go run mage.go preflight`)", name, path)
 }
-
-// Redact replaces every secret in s with "[redacted]".
-func Redact(s string, secrets ...string) string { return redact(s, secrets) }
 
 func redact(s string, secrets []string) string {
 	for _, sec := range secrets {

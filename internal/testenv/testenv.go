@@ -1,20 +1,48 @@
 // Package testenv decides what an integration test does when something it
 // needs (root, Docker, QEMU, a Debian tool, the package mirror) is missing:
-// locally it skips with the reason and the remedy; under CI=true it fails,
-// because a skip in CI would read as a pass that never happened.
+// locally it skips with the reason and the remedy; under CI (CI=true, 1 or
+// yes) it fails, because a skip in CI would read as a pass that never
+// happened.
 package testenv
 
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/halvm/halvm-release/internal/hostreq"
 )
 
-// CI reports whether the tests run under CI (CI=true), where nothing may skip.
-func CI() bool { return os.Getenv("CI") == "true" }
+// CI reports whether the tests run under CI, where nothing may skip: CI
+// set to true, 1 or yes in any case, as CI systems set it (GitHub Actions
+// and GitLab CI say true, others 1 or True).
+func CI() bool { return isYes(os.Getenv("CI")) }
+
+func isYes(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "1", "yes":
+		return true
+	}
+	return false
+}
+
+// CacheDir is the tests' download cache (config.TestCache for the test
+// command): $HALVM_TEST_CACHE, else $HOME/.cache/halvm-release-test, else
+// os.UserCacheDir()/halvm-release-test.
+func CacheDir() string {
+	if d := os.Getenv("HALVM_TEST_CACHE"); d != "" {
+		return d
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".cache", "halvm-release-test")
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "halvm-release-test")
+	}
+	return filepath.Join(os.TempDir(), "halvm-release-test")
+}
 
 // Unavailable stops the test because a prerequisite is missing: a skip
 // locally, a failure under CI. Call it, never a bare t.Skip.

@@ -3,12 +3,16 @@ package testenv
 import "testing"
 
 func TestCIFlag(t *testing.T) {
-	t.Setenv("CI", "true")
-	if !CI() {
-		t.Fatal("CI=true not detected")
+	for _, v := range []string{"true", "TRUE", "True", "1", "yes", "Yes", " true "} {
+		t.Setenv("CI", v)
+		if !CI() {
+			t.Errorf("CI=%q not detected", v)
+		}
 	}
-	t.Setenv("CI", "")
-	if CI() {
-		t.Fatal("empty CI detected as CI")
+	for _, v := range []string{"", "false", "0", "no", "off", "truth"} {
+		t.Setenv("CI", v)
+		if CI() {
+			t.Errorf("CI=%q detected as CI", v)
+		}
 	}
 }

@@ -49,20 +49,6 @@ const (
 	intotoStatementType = "https://in-toto.io/Statement/v1"
 )
 
-// CLIType returns the `cosign verify-attestation --type` value of a
-// predicate type.
-func CLIType(predicateType string) string {
-	switch predicateType {
-	case PredicateSPDX:
-		return TypeSPDX
-	case PredicateCycloneDX:
-		return TypeCycloneDX
-	case PredicateSLSA1:
-		return TypeSLSA1
-	}
-	return predicateType
-}
-
 // GenerateKey makes a new password-encrypted cosign key pair, the same
 // format as `cosign generate-key-pair`. password must not be empty.
 func GenerateKey(password []byte) (privatePEM, publicPEM []byte, err error) {
@@ -83,6 +69,17 @@ type KeySource struct {
 	KeyEnv       string // or the name of a variable holding its PEM text
 	PasswordFile string // path to a file holding the password (one trailing newline is ignored)
 	PasswordEnv  string // or the name of a variable holding it; "" means COSIGN_PASSWORD
+	// Lookup reads the variables KeyEnv and PasswordEnv name (internal/config
+	// sets it; this package never reads the environment itself).
+	Lookup func(name string) (string, bool) `json:"-"`
+}
+
+// lookup reads a variable through ks.Lookup.
+func (ks KeySource) lookup(name string) (string, bool) {
+	if ks.Lookup == nil {
+		return "", false
+	}
+	return ks.Lookup(name)
 }
 
 // LoadSigner decrypts the private key. Errors never contain the key or
@@ -97,7 +94,7 @@ func LoadSigner(ks KeySource) (signature.SignerVerifier, error) {
 		}
 		key = b
 	case ks.KeyEnv != "":
-		v, ok := os.LookupEnv(ks.KeyEnv)
+		v, ok := ks.lookup(ks.KeyEnv)
 		if !ok || v == "" {
 			return nil, fmt.Errorf("reading the cosign key: environment variable %s is not set", ks.KeyEnv)
 		}
@@ -118,7 +115,7 @@ func LoadSigner(ks KeySource) (signature.SignerVerifier, error) {
 		if env == "" {
 			env = "COSIGN_PASSWORD"
 		}
-		v, ok := os.LookupEnv(env)
+		v, ok := ks.lookup(env)
 		if !ok {
 			return nil, fmt.Errorf("reading the cosign key password: environment variable %s is not set", env)
 		}

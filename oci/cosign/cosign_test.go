@@ -163,18 +163,18 @@ func TestKeyLoading(t *testing.T) {
 	}
 	t.Setenv("HALVM_TEST_COSIGN_KEY", string(key))
 	t.Setenv("HALVM_TEST_COSIGN_PASSWORD", password)
-	if _, err := LoadSigner(KeySource{KeyEnv: "HALVM_TEST_COSIGN_KEY", PasswordEnv: "HALVM_TEST_COSIGN_PASSWORD"}); err != nil {
+	if _, err := LoadSigner(KeySource{KeyEnv: "HALVM_TEST_COSIGN_KEY", PasswordEnv: "HALVM_TEST_COSIGN_PASSWORD", Lookup: os.LookupEnv}); err != nil {
 		t.Fatalf("key and password from the environment: %v", err)
 	}
 	t.Setenv("HALVM_TEST_COSIGN_PASSWORD", "wrong password")
-	_, err = LoadSigner(KeySource{KeyEnv: "HALVM_TEST_COSIGN_KEY", PasswordEnv: "HALVM_TEST_COSIGN_PASSWORD"})
+	_, err = LoadSigner(KeySource{KeyEnv: "HALVM_TEST_COSIGN_KEY", PasswordEnv: "HALVM_TEST_COSIGN_PASSWORD", Lookup: os.LookupEnv})
 	if err == nil || !strings.Contains(err.Error(), "wrong password") {
 		t.Fatalf("want a wrong-password error, got %v", err)
 	}
 	if strings.Contains(err.Error(), "wrong password or") && strings.Contains(err.Error(), "PRIVATE KEY") {
 		t.Errorf("error leaks key material: %v", err)
 	}
-	if _, err := LoadSigner(KeySource{KeyFile: kf, PasswordEnv: "HALVM_TEST_UNSET_VARIABLE"}); err == nil ||
+	if _, err := LoadSigner(KeySource{KeyFile: kf, PasswordEnv: "HALVM_TEST_UNSET_VARIABLE", Lookup: os.LookupEnv}); err == nil ||
 		!strings.Contains(err.Error(), "HALVM_TEST_UNSET_VARIABLE") {
 		t.Fatalf("want an error naming the unset variable, got %v", err)
 	}

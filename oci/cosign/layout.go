@@ -15,7 +15,7 @@ import (
 	ocilayout "github.com/sigstore/cosign/v2/pkg/oci/layout"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 
-	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/fsutil"
 )
 
 // Save writes the image ref names, with its signatures and attestations,
@@ -93,7 +93,7 @@ func VerifyLayoutBlobs(dir string) (int, error) {
 		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
 		for _, e := range ents {
 			p := filepath.Join(root, a.Name(), e.Name())
-			_, got, err := pipeline.HashFile(p)
+			_, got, err := fsutil.HashFile(p)
 			switch {
 			case err != nil:
 				bad = append(bad, fmt.Sprintf("%s: %v", p, err))

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/halvm/halvm-release/debian/deb822"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/run"
 )
 
@@ -164,7 +166,7 @@ func writeRepo(ctx context.Context, dir, suite string, debs []string) (repoIndex
 	var errs []error
 	seenFile := map[string]string{}
 	for _, deb := range debs {
-		sum, err := hashFile(deb)
+		_, sum, err := fsutil.HashFile(deb)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reading %s: %w", deb, err))
 			continue
@@ -174,12 +176,12 @@ func writeRepo(ctx context.Context, dir, suite string, debs []string) (repoIndex
 			errs = append(errs, fmt.Errorf("reading the control fields of %s: %w", deb, err))
 			continue
 		}
-		paras := paragraphs(string(control))
-		if len(paras) != 1 || paras[0]["Package"] == "" {
-			errs = append(errs, fmt.Errorf("reading the control fields of %s: no Package field", deb))
+		paras, err := deb822.Parse(control)
+		if err != nil || len(paras) != 1 || paras[0].Get("Package") == "" {
+			errs = append(errs, fmt.Errorf("reading the control fields of %s: no Package field (%v)", deb, err))
 			continue
 		}
-		name := paras[0]["Package"]
+		name := paras[0].Get("Package")
 		file := sum + ".deb"
 		if prev, ok := seenFile[name]; ok {
 			errs = append(errs, fmt.Errorf("package %s is given twice (%s and %s)", name, prev, deb))

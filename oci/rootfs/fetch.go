@@ -2,14 +2,12 @@ package rootfs
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/run"
 )
 
@@ -31,7 +29,7 @@ func Fetch(ctx context.Context, c Config, pins []Pin) ([]string, error) {
 	var missing []int
 	for i, p := range pins {
 		paths[i] = CachePath(c.CacheDir, p.SHA256)
-		sum, err := hashFile(paths[i])
+		_, sum, err := fsutil.HashFile(paths[i])
 		switch {
 		case err == nil && sum == p.SHA256:
 			continue
@@ -87,7 +85,7 @@ func Fetch(ctx context.Context, c Config, pins []Pin) ([]string, error) {
 	}
 	for j, p := range want {
 		f := filepath.Join(tmp, locs[j].file)
-		sum, err := hashFile(f)
+		_, sum, err := fsutil.HashFile(f)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("debian package %s: %w", p, err))
 			continue
@@ -104,17 +102,4 @@ func Fetch(ctx context.Context, c Config, pins []Pin) ([]string, error) {
 		return nil, fmt.Errorf("fetching debian packages: %w", errors.Join(errs...))
 	}
 	return paths, nil
-}
-
-func hashFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -16,12 +16,15 @@ import (
 	"fmt"
 	"github.com/halvm/halvm-release/sources"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
+	"github.com/halvm/halvm-release/debian/deb822"
 	"github.com/halvm/halvm-release/internal/run"
 )
 
@@ -199,16 +202,20 @@ func (a *apt) essential(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing essential packages: %w", err)
 	}
+	paras, err := deb822.Parse(out)
+	if err != nil {
+		return nil, fmt.Errorf("listing essential packages: apt-cache dumpavail: %w", err)
+	}
 	seen := map[string]bool{}
-	for _, para := range paragraphs(string(out)) {
-		if strings.EqualFold(para["Essential"], "yes") {
-			seen[para["Package"]] = true
+	for _, para := range paras {
+		if strings.EqualFold(para.Get("Essential"), "yes") {
+			seen[para.Get("Package")] = true
 		}
 	}
 	if len(seen) == 0 {
 		return nil, errors.New("listing essential packages: the mirror offers none: check the mirror sources")
 	}
-	return sortedKeys(seen), nil
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 var instRE = regexp.MustCompile(`^Inst (\S+) (?:\[\S+\] )?\((\S+) .*\[(\S+)\]\)`)
@@ -293,45 +300,6 @@ func lastLine(err error) string {
 	return err.Error()
 }
 
-// paragraphs parses deb822 text into field maps (continuation lines are
-// kept joined by newlines).
-func paragraphs(text string) []map[string]string {
-	var out []map[string]string
-	cur := map[string]string{}
-	last := ""
-	flush := func() {
-		if len(cur) > 0 {
-			out = append(out, cur)
-		}
-		cur, last = map[string]string{}, ""
-	}
-	for _, line := range strings.Split(text, "\n") {
-		switch {
-		case strings.TrimSpace(line) == "":
-			flush()
-		case (line[0] == ' ' || line[0] == '\t') && last != "":
-			cur[last] += "\n" + line
-		default:
-			k, v, ok := strings.Cut(line, ":")
-			if ok {
-				last = k
-				cur[k] = strings.TrimSpace(v)
-			}
-		}
-	}
-	flush()
-	return out
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // ParseStatus reads a dpkg status file and returns the installed packages
 // (without sha256: dpkg does not record it), sorted by name.
 func ParseStatus(r io.Reader) ([]Pin, error) {
@@ -339,12 +307,16 @@ func ParseStatus(r io.Reader) ([]Pin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading dpkg status: %w", err)
 	}
+	paras, err := deb822.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("reading dpkg status: %w", err)
+	}
 	var pins []Pin
-	for _, p := range paragraphs(string(b)) {
-		if !strings.HasSuffix(p["Status"], " installed") {
+	for _, p := range paras {
+		if !strings.HasSuffix(p.Get("Status"), " installed") {
 			continue
 		}
-		pins = append(pins, Pin{Name: p["Package"], Version: p["Version"], Arch: p["Architecture"]})
+		pins = append(pins, Pin{Name: p.Get("Package"), Version: p.Get("Version"), Arch: p.Get("Architecture")})
 	}
 	sort.Slice(pins, func(i, j int) bool { return pins[i].Name < pins[j].Name })
 	return pins, nil
@@ -369,22 +341,13 @@ func CheckInstalled(installed, want []Pin) error {
 		}
 		delete(got, key(w))
 	}
-	for _, k := range sortedPinKeys(got) {
+	for _, k := range slices.Sorted(maps.Keys(got)) {
 		errs = append(errs, fmt.Errorf("package %s is installed but not pinned", got[k]))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("root filesystem does not match its pins: %w", errors.Join(errs...))
 	}
 	return nil
-}
-
-func sortedPinKeys(m map[string]Pin) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Validate checks pins for well-formedness and reports every problem with

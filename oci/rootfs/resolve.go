@@ -14,24 +14,6 @@ type Config struct {
 	CacheDir string // apt state and the content-addressed .deb cache live below it
 }
 
-// Resolve computes the pins for installing the top-level packages on an
-// empty system from the mirror as it is now: the pins:update side. Entries
-// of top that are paths to local .debs (containing a "/" and ending in
-// .deb) take part in resolution (their Depends pull in packages) but are
-// not pinned themselves. With essential, Debian's Essential: yes set (and
-// usr-is-merged, as bookworm's merged /usr needs) is included: the closure
-// is then a complete root filesystem. The result is sorted by name.
-func Resolve(ctx context.Context, c Config, top []string, essential bool) ([]Pin, error) {
-	a, err := newApt(c.CacheDir, c.Mirror)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.update(ctx); err != nil {
-		return nil, err
-	}
-	return resolve(ctx, a, top, essential)
-}
-
 func resolve(ctx context.Context, a *apt, top []string, essential bool) ([]Pin, error) {
 	args := append([]string(nil), top...)
 	local := map[string]bool{}

@@ -9,7 +9,6 @@ package musl
 
 import (
 	"archive/tar"
-	"bufio"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -19,12 +18,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing/fstest"
 	"time"
 
-	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/debian/deb822"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/run"
 )
 
@@ -99,7 +99,7 @@ func Fetch(ctx context.Context, o Options) (map[string]string, error) {
 	var errs []error
 	for _, f := range Files {
 		src := filepath.Join(dl, f.Name)
-		size, sum, err := pipeline.HashFile(src)
+		size, sum, err := fsutil.HashFile(src)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("musl %s: not fetched by apt-get source: %w", f.Name, err))
@@ -179,113 +179,32 @@ func aptSource(ctx context.Context, o Options, dl string) error {
 // entries, keeping URIs, components and signed-by. Disabled files (other
 // suffixes) are ignored.
 func DebSrcLines(conf fs.FS, suite string) ([]string, error) {
-	type entry struct{ uri, comps, signedBy string }
-	var entries []entry
-	add := func(types, uris, suites, comps []string, signedBy string) {
-		if !contains(types, "deb") || !contains(suites, suite) {
-			return
-		}
-		for _, u := range uris {
-			entries = append(entries, entry{u, strings.Join(comps, " "), signedBy})
-		}
-	}
-	files := []string{"sources.list"}
-	parts, _ := fs.Glob(conf, "sources.list.d/*")
-	sort.Strings(parts)
-	files = append(files, parts...)
-	for _, name := range files {
-		data, err := fs.ReadFile(conf, name)
-		if err != nil {
-			continue
-		}
-		switch {
-		case strings.HasSuffix(name, ".sources"):
-			for _, stanza := range strings.Split(string(data), "\n\n") {
-				f := deb822(stanza)
-				if strings.EqualFold(f["enabled"], "no") {
-					continue
-				}
-				add(strings.Fields(f["types"]), strings.Fields(f["uris"]), strings.Fields(f["suites"]), strings.Fields(f["components"]), f["signed-by"])
-			}
-		case strings.HasSuffix(name, ".list"):
-			sc := bufio.NewScanner(strings.NewReader(string(data)))
-			for sc.Scan() {
-				line := strings.TrimSpace(sc.Text())
-				if i := strings.Index(line, "#"); i >= 0 {
-					line = strings.TrimSpace(line[:i])
-				}
-				fields := strings.Fields(line)
-				if len(fields) < 4 {
-					continue
-				}
-				typ, rest, signedBy := fields[0], fields[1:], ""
-				if strings.HasPrefix(rest[0], "[") {
-					for len(rest) > 0 {
-						opt := strings.Trim(rest[0], "[]")
-						if k, v, ok := strings.Cut(opt, "="); ok && k == "signed-by" {
-							signedBy = v
-						}
-						done := strings.HasSuffix(rest[0], "]")
-						rest = rest[1:]
-						if done {
-							break
-						}
-					}
-				}
-				if len(rest) < 3 {
-					continue
-				}
-				add([]string{typ}, rest[:1], rest[1:2], rest[2:], signedBy)
-			}
-		}
-	}
-	if len(entries) == 0 {
-		return nil, fmt.Errorf("no deb entry for suite %s in the apt configuration: add a %s line to /etc/apt/sources.list(.d)", suite, suite)
+	entries, err := deb822.ReadSources(conf)
+	if err != nil {
+		return nil, err
 	}
 	var out []string
 	seen := map[string]bool{}
 	for _, e := range entries {
+		if !e.Has("deb") || !slices.Contains(e.Suites, suite) {
+			continue
+		}
 		opt := ""
-		if e.signedBy != "" {
-			opt = "[signed-by=" + e.signedBy + "] "
+		if e.SignedBy != "" {
+			opt = "[signed-by=" + e.SignedBy + "] "
 		}
-		l := fmt.Sprintf("deb-src %s%s %s %s", opt, e.uri, suite, e.comps)
-		if !seen[l] {
-			seen[l] = true
-			out = append(out, l)
+		for _, u := range e.URIs {
+			l := fmt.Sprintf("deb-src %s%s %s %s", opt, u, suite, strings.Join(e.Components, " "))
+			if !seen[l] {
+				seen[l] = true
+				out = append(out, l)
+			}
 		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no deb entry for suite %s in the apt configuration: add a %s line to /etc/apt/sources.list(.d)", suite, suite)
 	}
 	return out, nil
-}
-
-func deb822(stanza string) map[string]string {
-	f := map[string]string{}
-	last := ""
-	for _, line := range strings.Split(stanza, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "#") || strings.TrimSpace(line) == "" {
-			continue
-		}
-		if (line[0] == ' ' || line[0] == '\t') && last != "" {
-			f[last] += " " + strings.TrimSpace(line)
-			continue
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		last = strings.ToLower(strings.TrimSpace(k))
-		f[last] = strings.TrimSpace(v)
-	}
-	return f
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // libmParts are the parts of the musl tree that compiling src/math needs.

@@ -1,6 +1,6 @@
 // Package checks owns the release verification suite's real checks: the
-// signature, consistency, reproducibility (and, as they land, install,
-// image and boot) checks that run against a release directory (dist/) and
+// signature, consistency, served-tree, reproducibility, install, upgrade,
+// image and boot checks that run against a release directory (dist/) and
 // its staged or live repositories with only the pinned public keys. The
 // framework (verify.Check, the runner, the report) is package verify;
 // Suite returns the list the release's verify stage and `go run mage.go
@@ -127,7 +127,7 @@ func repoDir(env *verify.Env, configured string, kind pipeline.Kind) (string, er
 	return p, nil
 }
 
-// binaryKeyring returns the archive key as a binary keyring (gpgv and
+// keyForms returns the archive key as a binary keyring (gpgv and
 // rpmkeys accept it; gpgv does not read armored keyrings everywhere) and
 // armored (rpmkeys --import).
 func keyForms(pub []byte) (binary, armored []byte, fingerprints []string, err error) {

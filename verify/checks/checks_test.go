@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/halvm/halvm-release/debian"
 	"github.com/halvm/halvm-release/internal/devkeys"
@@ -27,6 +28,7 @@ import (
 	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testenv"
 	"github.com/halvm/halvm-release/oci/cosign"
+	"github.com/halvm/halvm-release/oci/registry"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/release"
 	"github.com/halvm/halvm-release/sbom"
@@ -88,7 +90,7 @@ func demo(t *testing.T) fixture {
 		defer cancel()
 		start := time.Now()
 		_, fix.err = release.Demo(ctx, release.DemoOptions{OutDir: filepath.Join(dir, "dist"), CacheDir: cache, WorkDir: filepath.Join(dir, "work"),
-			RealLock: real, Skip: release.DemoSkips, Addr: "127.0.0.1:0", Log: &log})
+			RealLock: real, Addr: "127.0.0.1:0", Log: &log})
 		fix.taken = time.Since(start)
 		fix.log = log.String()
 		fix.dist = filepath.Join(dir, "dist")
@@ -483,7 +485,7 @@ func flipLastByte(t *testing.T, p string) {
 	}
 }
 
-func loadCosignKey(t *testing.T, k devkeys.Files) *sbom.CosignKey {
+func loadCosignKey(t *testing.T, k devkeys.Files) signature.SignerVerifier {
 	t.Helper()
 	priv, err := os.ReadFile(k.CosignKey)
 	if err != nil {
@@ -493,7 +495,7 @@ func loadCosignKey(t *testing.T, k devkeys.Files) *sbom.CosignKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck, err := sbom.LoadCosignKey(priv, bytes.TrimSuffix(pass, []byte("\n")))
+	ck, err := cosign.ParseSigner(priv, bytes.TrimSuffix(pass, []byte("\n")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -736,7 +738,7 @@ func TestImageWithoutToolchain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := release.StartRegistry(filepath.Join(t.TempDir(), "registry"))
+	reg, err := registry.Start(filepath.Join(t.TempDir(), "registry"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/halvm/halvm-release/debian"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/rpm"
 	"github.com/halvm/halvm-release/sbom"
@@ -120,7 +121,7 @@ func sameBytes(env *verify.Env, dir string, kind pipeline.Kind) (int, []error) {
 			continue
 		}
 		for _, p := range paths {
-			size, sum, err := pipeline.HashFile(p)
+			size, sum, err := fsutil.HashFile(p)
 			switch {
 			case err != nil:
 				errs = append(errs, err)

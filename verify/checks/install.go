@@ -238,20 +238,37 @@ func aptInstall(ctx context.Context, env *verify.Env, repo, flavour string) (ev 
 	if err != nil {
 		return ev, err
 	}
-	ev.Checked += 2
-	installed, _ := r.in("dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\n")
-	files, _ := r.in("dpkg", "-L", flavour)
-	nfiles := len(strings.Split(strings.TrimSpace(files), "\n"))
-	if err := r.purge(flavour, "apt-get purge "+flavour, &ev); err != nil {
-		return ev, err
+	// The evidence: the halvm packages apt installed and every path the
+	// flavour installed, all of which the purge then removed.
+	installed, err := r.in("dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\n")
+	if err != nil {
+		return ev, fmt.Errorf("dpkg-query -W after apt-get install %s: %w\n%s", flavour, err, installed)
 	}
-	ev.Checked++
+	var pkgs int
 	for _, l := range strings.Split(installed, "\n") {
 		if strings.HasPrefix(l, "halvm") {
 			ev.Details = append(ev.Details, "installed: "+l)
+			pkgs++
 		}
 	}
-	ev.Summary = fmt.Sprintf("apt-get install %s from the publication served by nginx as www-data (signed InRelease, key at /etc/apt/keyrings/halvm.gpg): %d files; %q; purge left nothing", flavour, nfiles, firstLineOf(ver))
+	files, err := r.in("dpkg", "-L", flavour)
+	if err != nil {
+		return ev, fmt.Errorf("dpkg -L %s after apt-get install: %w\n%s", flavour, err, files)
+	}
+	var nfiles int
+	for _, l := range strings.Split(files, "\n") {
+		if strings.TrimSpace(l) != "" {
+			nfiles++
+		}
+	}
+	if pkgs == 0 || nfiles == 0 {
+		return ev, fmt.Errorf("after apt-get install %s dpkg lists %d halvm package(s) and %d installed path(s): want both", flavour, pkgs, nfiles)
+	}
+	if err := r.purge(flavour, "apt-get purge "+flavour, &ev); err != nil {
+		return ev, err
+	}
+	ev.Checked = pkgs + nfiles
+	ev.Summary = fmt.Sprintf("apt-get install %s from the publication served by nginx as www-data (signed InRelease, key at /etc/apt/keyrings/halvm.gpg): %d package(s), %d paths; %q; purge left nothing", flavour, pkgs, nfiles, firstLineOf(ver))
 	return ev, nil
 }
 

@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/sbom"
 	"github.com/halvm/halvm-release/verify"
 	"github.com/halvm/halvm-release/verify/diff"
@@ -208,8 +210,8 @@ func CompareRebuild(ctx context.Context, env *verify.Env, out string, second *pi
 		for _, f := range firsts {
 			rel, _ := filepath.Rel(m.dir, f)
 			g := filepath.Join(dir2, rel)
-			_, s1, err1 := pipeline.HashFile(f)
-			_, s2, err2 := pipeline.HashFile(g)
+			_, s1, err1 := fsutil.HashFile(f)
+			_, s2, err2 := fsutil.HashFile(g)
 			label := fmt.Sprintf("%s %s", m.kind, rel)
 			switch {
 			case err1 != nil || err2 != nil:
@@ -280,7 +282,7 @@ func compareSignedSums(env *verify.Env, out string, c Config) *sumsFailure {
 	}
 	keys := signed.Keys{Archive: c.ArchiveKey}
 	if len(c.CosignKey) > 0 {
-		keys.CosignBlob = func(data, sig []byte) error { return sbom.VerifyBlob(c.CosignKey, data, sig) }
+		keys.CosignBlob = func(data, sig []byte) error { return cosign.VerifyBlob(c.CosignKey, data, sig) }
 	}
 	var f sumsFailure
 	for _, name := range []string{sbom.SumsName, sbom.SumsOpenPGP, sbom.SumsCosign} {

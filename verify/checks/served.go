@@ -12,7 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/publish"
 	"github.com/halvm/halvm-release/repos"
 	"github.com/halvm/halvm-release/sbom"
@@ -236,7 +238,7 @@ func servedVersion(ctx context.Context, env *verify.Env, c Config, dir string, p
 	}
 	sig, err := os.ReadFile(filepath.Join(dir, sbom.SumsCosign))
 	if err == nil {
-		err = sbom.VerifyBlob(c.CosignKey, data, sig)
+		err = cosign.VerifyBlob(c.CosignKey, data, sig)
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w (verified with the pinned cosign public key)", filepath.Join(dir, sbom.SumsCosign), err))
@@ -292,7 +294,7 @@ func servedVersion(ctx context.Context, env *verify.Env, c Config, dir string, p
 			errs = append(errs, fmt.Errorf("%s: no package of that name in the served repositories", p))
 			continue
 		}
-		size, sum, err := pipeline.HashFile(pool)
+		size, sum, err := fsutil.HashFile(pool)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/halvm/halvm-release/internal/config"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/run"
@@ -100,7 +101,7 @@ func verifyBuilt(t *testing.T, out string) (error, report) {
 	env := map[string]string{"HALVM_OUT": out, "HALVM_CACHE": filepath.Dir(f.keys.Dir),
 		"HALVM_PGP_PUBLIC_KEY_FILE": f.keys.PGPPublic, "HALVM_COSIGN_PUBLIC_KEY_FILE": f.keys.CosignPublic}
 	var log bytes.Buffer
-	err := release.VerifyBuiltWith(context.Background(), func(k string) string { return env[k] }, &log, release.VerifyOptions{
+	err := release.VerifyBuiltWith(context.Background(), config.LoadVerification(func(k string) string { return env[k] }), &log, release.VerifyOptions{
 		Select: func(c verify.Check) bool { return c.Family == verify.Signatures || c.Family == verify.Consistency },
 	})
 	t.Logf("verify %s: %v\n%s", out, err, log.String())

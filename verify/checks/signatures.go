@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -171,7 +173,7 @@ func aptSignatures(ctx context.Context, scratch, dir string, pub []byte) (verify
 	if len(errs) > 0 {
 		return ev, fmt.Errorf("%d apt signature(s) do not verify:\n%w", len(errs), errors.Join(errs...))
 	}
-	ev.Summary = fmt.Sprintf("%d apt signatures (InRelease, Release.gpg of %d %s) good by %s (gpgv)", ev.Checked, len(suites), plural(len(suites), "suite", "suites"), strings.Join(sortedKeys(fprs), ", "))
+	ev.Summary = fmt.Sprintf("%d apt signatures (InRelease, Release.gpg of %d %s) good by %s (gpgv)", ev.Checked, len(suites), plural(len(suites), "suite", "suites"), strings.Join(slices.Sorted(maps.Keys(fprs)), ", "))
 	return ev, nil
 }
 
@@ -285,7 +287,7 @@ func sumsSignatures(ctx context.Context, env *verify.Env, c Config) (verify.Evid
 	}
 	sig, err := os.ReadFile(filepath.Join(dir, sbom.SumsCosign))
 	if err == nil {
-		err = sbom.VerifyBlob(c.CosignKey, data, sig)
+		err = cosign.VerifyBlob(c.CosignKey, data, sig)
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w (verified with the pinned cosign public key)", sbom.SumsCosign, err))
@@ -343,15 +345,6 @@ func imageSignatures(ctx context.Context, env *verify.Env, pub []byte) (verify.E
 	}
 	ev.Summary = fmt.Sprintf("%d images signed and attested (%d signatures and attestations) by the pinned cosign key", len(imgs), ev.Checked)
 	return ev, nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // registryOptions are the registry client options for ref (none: a

@@ -540,7 +540,9 @@ func TestManifests(t *testing.T) {
 	sum := func(c byte) string { return strings.Repeat(string(c), 64) }
 	a := "d 0755 bin/\nf 0755 10 " + sum('a') + " bin/halvm-ghc\nl bin/ghc -> halvm-ghc\nf 0644 3 " + sum('c') + " \"lib/odd name\"\n"
 	b := "d 0755 bin/\nf 0755 11 " + sum('b') + " bin/halvm-ghc\nl bin/ghc -> halvm-ghc-8\nf 0644 3 " + sum('c') + " \"lib/odd name\"\nf 0644 1 " + sum('d') + " lib/new\n"
-	l, err := Bytes("toolchain-halvm.manifest", []byte(a), []byte(b), Options{})
+	// The build heads its manifests with a comment line.
+	head := "# HaLVM 2.4.3 toolchain tree, flavour halvm\n"
+	l, err := Bytes("toolchain-halvm.manifest", []byte(head+a), []byte(head+b), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

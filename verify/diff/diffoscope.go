@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/halvm/halvm-release/internal/run"
 )
@@ -16,12 +14,8 @@ const DiffoscopeHint = "for a byte-level view of every difference: apt-get insta
 
 // DiffoscopeAvailable reports whether diffoscope is on PATH.
 func DiffoscopeAvailable() bool {
-	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
-		if fi, err := os.Stat(filepath.Join(dir, "diffoscope")); dir != "" && err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return true
-		}
-	}
-	return false
+	_, err := run.LookPath("diffoscope", run.Inherit("PATH"))
+	return err == nil
 }
 
 // Diffoscope runs diffoscope on two files or directories and returns its

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/halvm/halvm-release/toolchain"
 )
 
 // ManifestEntry is one path of a tree manifest.
@@ -51,43 +53,42 @@ func firstLine(h []byte) string {
 	return string(h)
 }
 
+// skipComments drops the leading "#" lines (the toolchain build heads its
+// manifests with one).
+func skipComments(h []byte) []byte {
+	for bytes.HasPrefix(h, []byte("#")) {
+		i := bytes.IndexByte(h, '\n')
+		if i < 0 {
+			return nil
+		}
+		h = h[i+1:]
+	}
+	return h
+}
+
 // ToolchainManifest is the text manifest the toolchain build writes.
 var ToolchainManifest = ManifestFormat{
 	Name:  "toolchain",
-	Match: func(_ string, h []byte) bool { return toolchainLine.MatchString(firstLine(h)) },
+	Match: func(_ string, h []byte) bool { return toolchainLine.MatchString(firstLine(skipComments(h))) },
 	Parse: func(data []byte) ([]ManifestEntry, error) {
-		return parseLines(data, func(l string) (ManifestEntry, error) {
-			kind, rest, _ := strings.Cut(l, " ")
-			switch kind {
-			case "d":
-				mode, p, _ := strings.Cut(rest, " ")
-				name, err := manifestPath(p)
-				return ManifestEntry{Path: strings.TrimSuffix(name, "/"), Type: "directory", Mode: mode, Size: -1}, err
-			case "f":
-				f := strings.SplitN(rest, " ", 4)
-				if len(f) != 4 {
-					return ManifestEntry{}, fmt.Errorf("want \"f <mode> <size> <sha256> <path>\"")
-				}
-				size, err := strconv.ParseInt(f[1], 10, 64)
-				if err != nil {
-					return ManifestEntry{}, fmt.Errorf("bad size %q", f[1])
-				}
-				name, err := manifestPath(f[3])
-				return ManifestEntry{Path: name, Type: "file", Mode: f[0], Size: size, SHA256: f[2]}, err
-			case "l":
-				p, target, ok := cutPath(rest, " -> ")
-				if !ok {
-					return ManifestEntry{}, fmt.Errorf("want \"l <path> -> <target>\"")
-				}
-				name, err := manifestPath(p)
-				if err != nil {
-					return ManifestEntry{}, err
-				}
-				t, err := manifestPath(target)
-				return ManifestEntry{Path: name, Type: "symlink", Size: -1, Link: t}, err
+		tes, err := toolchain.ReadManifest(bytes.NewReader(data))
+		if err != nil {
+			return nil, err
+		}
+		out := make([]ManifestEntry, 0, len(tes))
+		for _, te := range tes {
+			e := ManifestEntry{Path: te.Path, Size: -1}
+			switch te.Type {
+			case 'd':
+				e.Type, e.Mode = "directory", fmtMode(int64(te.Mode))
+			case 'f':
+				e.Type, e.Mode, e.Size, e.SHA256 = "file", fmtMode(int64(te.Mode)), te.Size, te.SHA256
+			case 'l':
+				e.Type, e.Link = "symlink", te.Target
 			}
-			return ManifestEntry{}, fmt.Errorf("unknown entry kind %q", kind)
-		})
+			out = append(out, e)
+		}
+		return out, nil
 	},
 }
 
@@ -186,18 +187,6 @@ func manifestPath(p string) (string, error) {
 		return strconv.Unquote(p)
 	}
 	return p, nil
-}
-
-// cutPath splits "<path> -> <target>" where path may be quoted.
-func cutPath(s, sep string) (string, string, bool) {
-	if strings.HasPrefix(s, `"`) {
-		q, err := strconv.QuotedPrefix(s)
-		if err != nil || !strings.HasPrefix(s[len(q):], sep) {
-			return "", "", false
-		}
-		return q, s[len(q)+len(sep):], true
-	}
-	return strings.Cut(s, sep)
 }
 
 func manifestComparer(m ManifestFormat) func(d *differ, where []string, a, b *blob) error {

@@ -2,6 +2,7 @@ package signed
 
 import (
 	"bytes"
+	"github.com/sigstore/sigstore/pkg/signature"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +13,6 @@ import (
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/testpkg"
 	"github.com/halvm/halvm-release/oci/cosign"
-	"github.com/halvm/halvm-release/sbom"
 )
 
 var epoch = time.Unix(1544117080, 0).UTC()
@@ -20,7 +20,7 @@ var epoch = time.Unix(1544117080, 0).UTC()
 type fixture struct {
 	archive, other *pgp.Key
 	keys           Keys
-	cosignKey      *sbom.CosignKey
+	cosignKey      signature.Signer
 }
 
 var (
@@ -52,13 +52,13 @@ func makeFixture() (*fixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	ck, err := sbom.LoadCosignKey(priv, []byte("pw"))
+	ck, err := cosign.ParseSigner(priv, []byte("pw"))
 	if err != nil {
 		return nil, err
 	}
 	return &fixture{archive: a, other: o, cosignKey: ck, keys: Keys{
 		Archive:    a.PublicArmored(),
-		CosignBlob: func(data, sig []byte) error { return sbom.VerifyBlob(pub, data, sig) },
+		CosignBlob: func(data, sig []byte) error { return cosign.VerifyBlob(pub, data, sig) },
 	}}, nil
 }
 
@@ -108,7 +108,7 @@ func (f *fixture) published(t *testing.T, root string) {
 		t.Fatal(err)
 	}
 	put(t, root, "SHA256SUMS.asc", asc)
-	sig, err := f.cosignKey.SignBlob(sums)
+	sig, err := cosign.SignBlob(f.cosignKey, sums)
 	if err != nil {
 		t.Fatal(err)
 	}

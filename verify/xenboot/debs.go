@@ -13,7 +13,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/run"
 )
 
@@ -142,7 +142,7 @@ func resolve(ctx context.Context, cacheDir string) ([]Package, error) {
 	pkgs, onlineErr := resolveOnline(ctx)
 	if onlineErr == nil {
 		data, _ := json.MarshalIndent(pkgs, "", "  ")
-		if err := pipeline.WriteFileAtomic(filepath.Join(cacheDir, resolvedFile), append(data, '\n'), 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(cacheDir, resolvedFile), append(data, '\n'), 0o644); err != nil {
 			return nil, err
 		}
 		return pkgs, nil
@@ -189,7 +189,7 @@ func fetch(ctx context.Context, cacheDir string, pkgs []Package) error {
 	var problems []string
 	for _, p := range want {
 		got := filepath.Join(tmp, p.file())
-		_, sum, err := pipeline.HashFile(got)
+		_, sum, err := fsutil.HashFile(got)
 		if err != nil {
 			problems = append(problems, p.Name+"="+p.Version)
 			continue

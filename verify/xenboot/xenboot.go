@@ -22,7 +22,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/run"
 )
 
@@ -101,7 +101,7 @@ func Prepare(ctx context.Context, cacheDir string) (*Machine, error) {
 		return nil, fmt.Errorf("preparing the Xen machine: %w", err)
 	}
 	data, _ := json.MarshalIndent(manifest{Key: key, Recipe: assemblyVersion, Packages: pkgs}, "", "  ")
-	if err := pipeline.WriteFileAtomic(filepath.Join(tmp, "manifest.json"), append(data, '\n'), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(tmp, "manifest.json"), append(data, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {

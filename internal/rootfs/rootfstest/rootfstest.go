@@ -5,7 +5,7 @@ package rootfstest
 
 import (
 	"context"
-	"os"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,20 +14,8 @@ import (
 	"github.com/halvm/halvm-release/internal/testenv"
 )
 
-// CacheDir is the tests' download cache: $HALVM_TEST_CACHE, else
-// $HOME/.cache/halvm-release-test, else os.UserCacheDir()/halvm-release-test.
-func CacheDir() string {
-	if d := os.Getenv("HALVM_TEST_CACHE"); d != "" {
-		return d
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".cache", "halvm-release-test")
-	}
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "halvm-release-test")
-	}
-	return filepath.Join(os.TempDir(), "halvm-release-test")
-}
+// CacheDir is the tests' download cache (testenv.CacheDir).
+func CacheDir() string { return testenv.CacheDir() }
 
 // Template returns the cached template for spec, building it if needed.
 func Template(t testing.TB, spec rootfs.Spec) string {
@@ -38,9 +26,12 @@ func Template(t testing.TB, spec rootfs.Spec) string {
 	defer cancel()
 	start := time.Now()
 	tpl, err := rootfs.PrepareSpec(ctx, CacheDir(), spec)
-	if err != nil {
-		testenv.Unavailable(t, "building the Debian 12 rootfs template failed: "+err.Error(),
+	if errors.Is(err, rootfs.ErrMirrorUnreachable) {
+		testenv.Unavailable(t, "building the Debian 12 rootfs template: "+err.Error(),
 			"give the machine access to the Debian mirror in /etc/apt/sources.list.d (or set HALVM_TEST_CACHE to a warm cache)")
+	}
+	if err != nil {
+		t.Fatal(err) // any other failure is a fault, never a skip
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Logf("rootfs template %s built in %s", tpl, d.Round(time.Millisecond))

@@ -1,4 +1,7 @@
-package release
+// Package registry runs a throwaway OCI registry on a loopback port: the
+// demo pushes its images there, the tests push and pull there, and a
+// verification re-serves a release's saved images from one.
+package registry
 
 import (
 	"errors"
@@ -9,7 +12,7 @@ import (
 	"net/http"
 	"os"
 
-	"github.com/google/go-containerregistry/pkg/registry"
+	ggcr "github.com/google/go-containerregistry/pkg/registry"
 )
 
 // Registry is a throwaway OCI registry on a loopback port (the demo's and
@@ -22,9 +25,9 @@ type Registry struct {
 	done chan error
 }
 
-// StartRegistry serves a fresh registry on a free 127.0.0.1 port with
+// Start serves a fresh registry on a free 127.0.0.1 port with
 // blobs below blobDir (emptied first).
-func StartRegistry(blobDir string) (*Registry, error) {
+func Start(blobDir string) (*Registry, error) {
 	if err := os.RemoveAll(blobDir); err != nil {
 		return nil, fmt.Errorf("starting the local registry: %w", err)
 	}
@@ -35,7 +38,7 @@ func StartRegistry(blobDir string) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the local registry: %w", err)
 	}
-	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithBlobHandler(registry.NewDiskBlobHandler(blobDir)))
+	h := ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0)), ggcr.WithBlobHandler(ggcr.NewDiskBlobHandler(blobDir)))
 	r := &Registry{Addr: ln.Addr().String(), dir: blobDir, srv: &http.Server{Handler: h}, done: make(chan error, 1)}
 	go func() { r.done <- r.srv.Serve(ln) }()
 	return r, nil

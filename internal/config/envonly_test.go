@@ -1,0 +1,94 @@
+package config
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// envReaders are the environment readers the rule below covers.
+var envReaders = regexp.MustCompile(`\b(os\.(Getenv|LookupEnv|Environ|ExpandEnv)|syscall\.(Getenv|Environ))\b`)
+
+// envOwners read the environment by design: this package (the table of
+// variables), the tests' own switches, and the command lines that hand
+// os.Getenv to it.
+var envOwners = []string{"internal/config/", "internal/testenv/", "magefiles/", "cmd/"}
+
+// envAllowed are the other files that may read the environment, and why.
+// Keep it short: everything else takes its settings from internal/config.
+var envAllowed = map[string]string{
+	// What a child process inherits is the command runner's business:
+	// Inherit copies named variables (PATH, DOCKER_HOST, ...) into the
+	// explicit environment of a child.
+	"internal/run/run.go": "run.Inherit builds child environments",
+	// The rebuild child started by the init() hook reads its request and
+	// the keys its parent passed in its environment.
+	"release/rebuild.go": "the rebuild child's request and keys",
+}
+
+// TestNoEnvironmentReadingOutsideConfig: no library package reads the
+// environment; every variable goes through internal/config (Vars), which
+// `go run mage.go env` lists.
+func TestNoEnvironmentReadingOutsideConfig(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("the module root %s: %v", root, err)
+	}
+	used := map[string]bool{}
+	var bad []string
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "vendor") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") || !strings.Contains(rel, "/") {
+			return nil // tests, and mage.go at the root (a build-ignored launcher)
+		}
+		for _, o := range envOwners {
+			if strings.HasPrefix(rel, o) {
+				return nil
+			}
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if m := envReaders.FindString(line); m != "" && !strings.HasPrefix(strings.TrimSpace(line), "//") {
+				if _, ok := envAllowed[rel]; ok {
+					used[rel] = true
+					continue
+				}
+				bad = append(bad, fmt.Sprintf("%s:%d: %s", rel, i+1, m))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(bad)
+	for _, b := range bad {
+		t.Errorf("%s: read the environment in internal/config (add the variable to Vars) and pass the value in", b)
+	}
+	for f, why := range envAllowed {
+		if !used[f] {
+			t.Errorf("envAllowed lists %s (%s), which no longer reads the environment: remove the entry", f, why)
+		}
+	}
+}
