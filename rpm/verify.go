@@ -91,17 +91,8 @@ func Verify(dir string, pub []byte) error {
 	if err != nil {
 		return fmt.Errorf("verifying dnf repository %s: %w", dir, err)
 	}
-	var el openpgp.EntityList
-	if bytes.Contains(pub, []byte("-----BEGIN PGP")) {
-		el, err = openpgp.ReadArmoredKeyRing(bytes.NewReader(pub))
-	} else {
-		el, err = openpgp.ReadKeyRing(bytes.NewReader(pub))
-	}
-	if err != nil {
-		return fmt.Errorf("verifying dnf repository %s: reading public key: %w", dir, err)
-	}
 	v := &verifier{dir: dir}
-	v.run(kr, el)
+	v.run(kr, kr.Entities())
 	if len(v.problems) > 0 {
 		return &VerifyError{Dir: dir, Problems: v.problems}
 	}
@@ -306,17 +297,11 @@ func (v *verifier) checkKeyFiles(kr *pgp.Keyring) {
 // signature against the public key pub (armored or binary): nil only when
 // the package is intact and signed by pub.
 func CheckSignature(r io.ReadSeeker, pub []byte) error {
-	var el openpgp.EntityList
-	var err error
-	if bytes.Contains(pub, []byte("-----BEGIN PGP")) {
-		el, err = openpgp.ReadArmoredKeyRing(bytes.NewReader(pub))
-	} else {
-		el, err = openpgp.ReadKeyRing(bytes.NewReader(pub))
-	}
+	kr, err := pgp.ReadKeyring(pub)
 	if err != nil {
-		return fmt.Errorf("reading the public key: %w", err)
+		return err
 	}
-	_, st, err := readPackage(r, el, 0)
+	_, st, err := readPackage(r, kr.Entities(), 0)
 	switch {
 	case err != nil:
 		return err

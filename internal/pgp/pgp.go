@@ -509,6 +509,10 @@ func (k *Key) Keyring() *Keyring {
 	return kr
 }
 
+// Entities are the keyring's keys, for readers that check signatures
+// themselves (rpm headers).
+func (kr *Keyring) Entities() openpgp.EntityList { return kr.el }
+
 // Fingerprints lists the primary fingerprints in the keyring (upper-case hex).
 func (kr *Keyring) Fingerprints() []string {
 	var fps []string
