@@ -3,13 +3,16 @@ package release
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/halvm/halvm-release/internal/pgp"
+	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testpkg"
 	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/repos"
@@ -113,7 +116,7 @@ func TestRebuildEnvPassesKeysAsSecrets(t *testing.T) {
 	vars := map[string]string{"TEST_PGP_KEY": "armored-secret-key", "COSIGN_PASSWORD": "cosign-secret-password"}
 	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 	o := Options{PGPKey: pgp.KeySource{Env: "TEST_PGP_KEY", Lookup: lookup}, CosignKey: cosign.KeySource{KeyFile: "/k", Lookup: lookup}}
-	env, secrets := rebuildEnv(checks.Variation{User: "rebuild"}, "/h", "/t", "/r.json", o)
+	env, secrets := rebuildEnv(checks.Variation{User: "rebuild"}, "/h", "/t", o)
 	for _, want := range []string{"TEST_PGP_KEY=armored-secret-key", "COSIGN_PASSWORD=cosign-secret-password"} {
 		if !slices.Contains(env, want) {
 			t.Errorf("the child's environment lacks %s: %q", want, env)
@@ -123,5 +126,30 @@ func TestRebuildEnvPassesKeysAsSecrets(t *testing.T) {
 		if !slices.Contains(secrets, want) {
 			t.Errorf("%q is passed to the child but not redacted (secrets %d)", want, len(secrets))
 		}
+	}
+}
+
+// TestRebuildProgram: the rebuild child is a program of its own
+// (cmd/halvm-rebuild) that Rebuild builds and starts with the request file
+// as its argument; it refuses a missing argument and fails naming a bad
+// request.
+func TestRebuildProgram(t *testing.T) {
+	ctx := context.Background()
+	exe, err := buildRebuildProgram(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = run.Run(ctx, run.Cmd{Args: []string{exe}, Env: run.BaseEnv()})
+	var re *run.Error
+	if !errors.As(err, &re) || re.Exit != 2 || !strings.Contains(re.Stderr, "usage: halvm-rebuild REQUEST.json") {
+		t.Errorf("without a request: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "request.json")
+	if err := os.WriteFile(bad, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = run.Run(ctx, run.Cmd{Args: []string{exe, bad}, Env: run.BaseEnv()})
+	if !errors.As(err, &re) || re.Exit != 1 || !strings.Contains(re.Stderr, "rebuild: the request "+bad) {
+		t.Errorf("with a malformed request: %v", err)
 	}
 }
