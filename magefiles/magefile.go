@@ -14,7 +14,7 @@ import (
 	"github.com/magefile/mage/mg"
 
 	"github.com/halvm/halvm-release/internal/config"
-	"github.com/halvm/halvm-release/oci/rootfs"
+	"github.com/halvm/halvm-release/oci/baseimage"
 	"github.com/halvm/halvm-release/packaging"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/sources"
@@ -63,18 +63,18 @@ func (Pins) Update(ctx context.Context, requests string) error {
 	if err != nil {
 		return fmt.Errorf("pins:update: %w", err)
 	}
-	r := updateResolver{ImageResolver: rootfs.ImageResolver{
-		Config:  rootfs.Config{CacheDir: filepath.Join(cfg.CacheDir, "oci")},
+	r := updateResolver{ImageResolver: baseimage.ImageResolver{
+		Config:  baseimage.Config{CacheDir: filepath.Join(cfg.CacheDir, "oci")},
 		Depends: packaging.Depends[packaging.Deb],
 	}}
 	return pins.UpdateFile(ctx, config.LockPath(os.Getenv), r, strings.Fields(requests), os.Stdout)
 }
 
 // updateResolver answers pins:update: the host's git, apt and HTTP, and
-// the image's package sets from oci/rootfs.
+// the image's package sets from oci/baseimage.
 type updateResolver struct {
 	pins.HostResolver
-	rootfs.ImageResolver
+	baseimage.ImageResolver
 }
 
 // Env lists every environment variable the pipeline reads, with defaults.

@@ -11,22 +11,22 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/halvm/halvm-release/internal/run"
+	"github.com/halvm/halvm-release/oci/baseimage"
 	"github.com/halvm/halvm-release/oci/layer"
-	"github.com/halvm/halvm-release/oci/rootfs"
 )
 
 // Flavour is the input of one flavour's image.
 type Flavour struct {
-	Meta Meta       // Meta.Flavour names it
-	Deb  string     // the toolchain .deb, the same bytes the apt repository publishes
-	Pins rootfs.Set // pinned base and dependency packages (from the lock)
+	Meta Meta          // Meta.Flavour names it
+	Deb  string        // the toolchain .deb, the same bytes the apt repository publishes
+	Pins baseimage.Set // pinned base and dependency packages (from the lock)
 }
 
 // Config is the input of Build.
 type Config struct {
 	Flavours []Flavour
-	Rootfs   rootfs.Config // mirror and content-addressed cache
-	WorkDir  string        // scratch; layers are written below it
+	Rootfs   baseimage.Config // mirror and content-addressed cache
+	WorkDir  string           // scratch; layers are written below it
 	// RootfsCache, when set, caches bootstrapped root filesystems by a key
 	// over all their inputs, so a version bump only re-runs the toolchain
 	// stage. "" bootstraps everything afresh.
@@ -62,10 +62,10 @@ func Build(ctx context.Context, c Config) ([]Image, error) {
 		if len(f.Pins.Base) == 0 {
 			errs = append(errs, fmt.Errorf("flavour %q: no base pins: run \"go run mage.go pins:update\"", f.Meta.Flavour))
 		}
-		if err := rootfs.Validate("base", f.Pins.Base); err != nil {
+		if err := baseimage.Validate("base", f.Pins.Base); err != nil {
 			errs = append(errs, fmt.Errorf("flavour %q: %w", f.Meta.Flavour, err))
 		}
-		if err := rootfs.Validate("deps", f.Pins.Deps); err != nil {
+		if err := baseimage.Validate("deps", f.Pins.Deps); err != nil {
 			errs = append(errs, fmt.Errorf("flavour %q: %w", f.Meta.Flavour, err))
 		}
 	}
@@ -87,11 +87,11 @@ func Build(ctx context.Context, c Config) ([]Image, error) {
 
 func buildFlavour(ctx context.Context, c Config, f Flavour, blobs string) (Image, error) {
 	epoch := f.Meta.Epoch
-	basePaths, err := rootfs.Fetch(ctx, c.Rootfs, f.Pins.Base)
+	basePaths, err := baseimage.Fetch(ctx, c.Rootfs, f.Pins.Base)
 	if err != nil {
 		return Image{}, err
 	}
-	depPaths, err := rootfs.Fetch(ctx, c.Rootfs, f.Pins.Deps)
+	depPaths, err := baseimage.Fetch(ctx, c.Rootfs, f.Pins.Deps)
 	if err != nil {
 		return Image{}, err
 	}
@@ -99,7 +99,7 @@ func buildFlavour(ctx context.Context, c Config, f Flavour, blobs string) (Image
 	if err != nil {
 		return Image{}, err
 	}
-	names := func(sets ...[]rootfs.Pin) []string {
+	names := func(sets ...[]baseimage.Pin) []string {
 		var n []string
 		for _, s := range sets {
 			for _, p := range s {
@@ -108,22 +108,22 @@ func buildFlavour(ctx context.Context, c Config, f Flavour, blobs string) (Image
 		}
 		return n
 	}
-	allPins := append(append([]rootfs.Pin(nil), f.Pins.Base...), f.Pins.Deps...)
+	allPins := append(append([]baseimage.Pin(nil), f.Pins.Base...), f.Pins.Deps...)
 	stages := []struct {
 		role    string
 		debs    []string
 		include []string
-		want    []rootfs.Pin
+		want    []baseimage.Pin
 	}{
 		{RoleBase, basePaths, names(f.Pins.Base), f.Pins.Base},
 		{RoleDeps, append(append([]string(nil), basePaths...), depPaths...), names(f.Pins.Base, f.Pins.Deps), allPins},
 		{RoleToolchain, append(append(append([]string(nil), basePaths...), depPaths...), f.Deb),
-			append(names(f.Pins.Base, f.Pins.Deps), tc.Name), append(append([]rootfs.Pin(nil), allPins...), tc)},
+			append(names(f.Pins.Base, f.Pins.Deps), tc.Name), append(append([]baseimage.Pin(nil), allPins...), tc)},
 	}
 	var trees []*layer.Tree
 	var files []LayerFile
 	for i, st := range stages {
-		tarPath, err := rootfs.Bootstrap{
+		tarPath, err := baseimage.Bootstrap{
 			Epoch: epoch, Debs: st.debs, Include: st.include,
 			WorkDir: filepath.Join(c.WorkDir, "rootfs"), CacheDir: c.RootfsCache,
 		}.Run(ctx)
@@ -165,28 +165,28 @@ func buildFlavour(ctx context.Context, c Config, f Flavour, blobs string) (Image
 	return Image{Flavour: f.Meta.Flavour, Meta: f.Meta, Image: img, Base: base, Digest: d, Layers: files}, nil
 }
 
-func checkTree(t *layer.Tree, want []rootfs.Pin) error {
+func checkTree(t *layer.Tree, want []baseimage.Pin) error {
 	r, err := t.Open("var/lib/dpkg/status")
 	if err != nil {
 		return fmt.Errorf("checking installed packages: %w", err)
 	}
 	defer r.Close()
-	got, err := rootfs.ParseStatus(r)
+	got, err := baseimage.ParseStatus(r)
 	if err != nil {
 		return err
 	}
-	return rootfs.CheckInstalled(got, want)
+	return baseimage.CheckInstalled(got, want)
 }
 
 // debControl reads name, version and architecture of a .deb.
-func debControl(ctx context.Context, deb string) (rootfs.Pin, error) {
+func debControl(ctx context.Context, deb string) (baseimage.Pin, error) {
 	out, err := run.Output(ctx, run.Cmd{Args: []string{"dpkg-deb", "--show", "--showformat=${Package}\t${Version}\t${Architecture}", deb}, Env: run.BaseEnv()})
 	if err != nil {
-		return rootfs.Pin{}, fmt.Errorf("reading the toolchain package %s: %w", deb, err)
+		return baseimage.Pin{}, fmt.Errorf("reading the toolchain package %s: %w", deb, err)
 	}
 	f := strings.Split(strings.TrimSpace(string(out)), "\t")
 	if len(f) != 3 {
-		return rootfs.Pin{}, fmt.Errorf("reading the toolchain package %s: unexpected dpkg-deb output %q", deb, out)
+		return baseimage.Pin{}, fmt.Errorf("reading the toolchain package %s: unexpected dpkg-deb output %q", deb, out)
 	}
-	return rootfs.Pin{Name: f[0], Version: f[1], Arch: f[2]}, nil
+	return baseimage.Pin{Name: f[0], Version: f[1], Arch: f[2]}, nil
 }

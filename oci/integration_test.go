@@ -17,8 +17,8 @@ import (
 
 	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testenv"
+	"github.com/halvm/halvm-release/oci/baseimage"
 	"github.com/halvm/halvm-release/oci/cosign"
-	"github.com/halvm/halvm-release/oci/rootfs"
 )
 
 // testCache is the content-addressed download cache shared by test runs.
@@ -144,7 +144,7 @@ func TestImageEndToEnd(t *testing.T) {
 	}
 	ctx := context.Background()
 	cache := testCache(t)
-	rc := rootfs.Config{CacheDir: filepath.Join(cache, "oci")}
+	rc := baseimage.Config{CacheDir: filepath.Join(cache, "oci")}
 	dir := t.TempDir()
 	debs := map[string]string{
 		"halvm":     buildDeb(t, dir, "halvm", "2.4.3", "make"),
@@ -154,7 +154,7 @@ func TestImageEndToEnd(t *testing.T) {
 	start := time.Now()
 	var flavours []Flavour
 	for _, fl := range []string{"halvm", "halvm-gmp"} {
-		set, err := rootfs.ResolveSet(ctx, rc, nil, []string{debs[fl]})
+		set, err := baseimage.ResolveSet(ctx, rc, nil, []string{debs[fl]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,7 +334,7 @@ func TestBuildBadInputs(t *testing.T) {
 	ctx := context.Background()
 	m := meta("halvm", "2.4.3")
 	_, err := Build(ctx, Config{Flavours: []Flavour{{Meta: m, Deb: "/nonexistent/halvm_2.4.3-1_amd64.deb",
-		Pins: rootfs.Set{Base: []rootfs.Pin{{Name: "dash", Version: "0.5.12-2", Arch: "amd64", SHA256: "xyz"}}}}}, WorkDir: t.TempDir()})
+		Pins: baseimage.Set{Base: []baseimage.Pin{{Name: "dash", Version: "0.5.12-2", Arch: "amd64", SHA256: "xyz"}}}}}, WorkDir: t.TempDir()})
 	if err == nil {
 		t.Fatal("a missing toolchain package was accepted")
 	}
@@ -348,8 +348,8 @@ func TestBuildBadInputs(t *testing.T) {
 func TestFetchPinGoneFromMirror(t *testing.T) {
 	testenv.Short(t, "a mirror round trip")
 	testenv.NeedCommand(t, "apt", "apt-get")
-	rc := rootfs.Config{CacheDir: filepath.Join(testCache(t), "oci")}
-	_, err := rootfs.Fetch(context.Background(), rc, []rootfs.Pin{
+	rc := baseimage.Config{CacheDir: filepath.Join(testCache(t), "oci")}
+	_, err := baseimage.Fetch(context.Background(), rc, []baseimage.Pin{
 		{Name: "make", Version: "4.3-4.1", Arch: "amd64", SHA256: strings.Repeat("0", 64)},
 		{Name: "make-dfsg-gone", Version: "1.0-1", Arch: "amd64", SHA256: strings.Repeat("1", 64)},
 	})

@@ -30,7 +30,7 @@ type Resolver interface {
 }
 
 // ImageResolver resolves the Debian packages of the toolchain image on the
-// mirror as it is now (package oci/rootfs implements it; pins stays a leaf).
+// mirror as it is now (package oci/baseimage implements it; pins stays a leaf).
 // A Resolver that also implements it serves the "image" request.
 type ImageResolver interface {
 	// ResolveImage returns the base layer's packages (role image-base) and

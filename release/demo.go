@@ -15,7 +15,7 @@ import (
 	"github.com/halvm/halvm-release/oci/registry"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/repos"
-	"github.com/halvm/halvm-release/toolchain/sampleup"
+	"github.com/halvm/halvm-release/sample/upstream"
 )
 
 // SampleNotice is said at the start and the end of every demo run.
@@ -38,7 +38,7 @@ type DemoOptions struct {
 
 	breakStage    string           // tests: a stage that fails deliberately
 	skipRequired  bool             // tests: Options.skipRequired
-	sampleOverlay map[string]fs.FS // tests: files replacing the sample upstream's (sampleup.Options.Extra)
+	sampleOverlay map[string]fs.FS // tests: files replacing the sample upstream's (upstream.Options.Extra)
 }
 
 // DemoVerifyEnv is the environment `go run mage.go verify` needs to verify
@@ -62,7 +62,7 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 	if err := os.RemoveAll(upDir); err != nil {
 		return nil, err
 	}
-	up, err := sampleup.Generate(ctx, upDir, sampleup.Options{CacheDir: filepath.Join(o.CacheDir, "inputs"), ToolDebs: o.RealLock.DebsWithRole(pins.RoleTool), Log: io.Discard, Extra: o.sampleOverlay})
+	up, err := upstream.Generate(ctx, upDir, upstream.Options{CacheDir: filepath.Join(o.CacheDir, "inputs"), ToolDebs: o.RealLock.DebsWithRole(pins.RoleTool), Log: io.Discard, Extra: o.sampleOverlay})
 	if err != nil {
 		return nil, fmt.Errorf("generating the sample upstream: %w", err)
 	}

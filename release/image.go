@@ -14,8 +14,8 @@ import (
 	"github.com/halvm/halvm-release/internal/hostreq"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/oci"
+	"github.com/halvm/halvm-release/oci/baseimage"
 	"github.com/halvm/halvm-release/oci/cosign"
-	"github.com/halvm/halvm-release/oci/rootfs"
 	"github.com/halvm/halvm-release/sbom"
 )
 
@@ -39,13 +39,13 @@ type imageState struct {
 // the packages stage recorded in the ledger and the lock's image pins.
 func (r *runner) imageConfig(p pipeline.Plan, l *pipeline.Ledger) (oci.Config, error) {
 	var errs []error
-	set := rootfs.SetFromLock(r.o.Lock)
+	set := baseimage.SetFromLock(r.o.Lock)
 	if len(set.Base) == 0 || len(set.Deps) == 0 {
 		errs = append(errs, errors.New("the lock pins no image packages (roles image-base, image-deps): run `go run mage.go pins:update image`"))
 	}
 	root := r.o.Lock.Root()
 	c := oci.Config{
-		Rootfs:      rootfs.Config{CacheDir: filepath.Join(p.CacheDir(), "oci")},
+		Rootfs:      baseimage.Config{CacheDir: filepath.Join(p.CacheDir(), "oci")},
 		WorkDir:     filepath.Join(p.WorkDir(), "oci"),
 		RootfsCache: filepath.Join(p.CacheDir(), "oci", "rootfs"),
 	}
@@ -141,9 +141,9 @@ func (r *runner) image(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger)
 // seedRootfsCache links the .debs the sources stage verified (cached by
 // sha256 below inputs) into the image build's content-addressed cache.
 // Best effort: the build re-hashes every file and fetches what is missing.
-func seedRootfsCache(inputs, cacheDir string, set rootfs.Set) {
-	for _, pin := range append(append([]rootfs.Pin(nil), set.Base...), set.Deps...) {
-		dst := rootfs.CachePath(cacheDir, pin.SHA256)
+func seedRootfsCache(inputs, cacheDir string, set baseimage.Set) {
+	for _, pin := range append(append([]baseimage.Pin(nil), set.Base...), set.Deps...) {
+		dst := baseimage.CachePath(cacheDir, pin.SHA256)
 		if _, err := os.Stat(dst); err == nil {
 			continue
 		}

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
-	_ "time/tzdata" // the rebuild's time zone (TZ) without the host's tzdata
 
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
@@ -29,10 +29,9 @@ type Variation = checks.Variation
 // bytes, it never publishes. Its image stage pushes nowhere.
 var rebuildStages = map[string]bool{"preflight": true, "sources": true, "toolchain": true, "packages": true, "image": true, "sbom": true, "repos": true}
 
-// rebuildRequestVar names the request file of a rebuild child process
-// (see init): a program linking this package becomes the rebuild when its
-// parent sets it.
-const rebuildRequestVar = "HALVM_REBUILD_REQUEST"
+// RebuildProgram is the package of the rebuild child (cmd/halvm-rebuild),
+// which Rebuild builds and starts with the request file as its argument.
+const RebuildProgram = "github.com/halvm/halvm-release/cmd/halvm-rebuild"
 
 // rebuildRequest is everything the rebuild child needs. Keys are named by
 // their sources (files, variable names), never carried.
@@ -55,15 +54,9 @@ type rebuildRequest struct {
 	AptRoot   string
 }
 
-func init() {
-	if path := os.Getenv(rebuildRequestVar); path != "" {
-		os.Exit(rebuildChild(path))
-	}
-}
-
 // Rebuild runs the release's build stages again from the lock into outDir
-// for the reproducibility check, in a child process (this program again,
-// see init) with conditions of its own: fetched inputs come from the
+// for the reproducibility check, in a child process (cmd/halvm-rebuild,
+// built from this source tree) with conditions of its own: fetched inputs come from the
 // cache (<cache>/inputs, verified by their pins); the toolchain and the
 // images are built again with an empty step cache, below another build
 // root (v.WorkDir), with the umask, time zone (TZ) and locale of v, another
@@ -130,18 +123,18 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 	if err := os.WriteFile(reqPath, b, 0o600); err != nil {
 		return err
 	}
-	exe, err := os.Executable()
+	exe, err := buildRebuildProgram(ctx, outDir+".bin")
 	if err != nil {
-		return fmt.Errorf("the rebuild runs this program again: %w", err)
+		return err
 	}
-	env := rebuildEnv(v, home, tmp, reqPath)
+	env := rebuildEnv(v, home, tmp)
 	logPath := outDir + ".log"
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	args := []string{exe}
+	args := []string{exe, reqPath}
 	if v.NoNetwork {
 		// A network namespace of its own with no interface up: a rebuild
 		// that reached for anything not in the cache fails.
@@ -161,10 +154,9 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 // that depended on environment order or on any variable not passed on
 // explicitly would differ. No key reaches it: it signs with the
 // release's published signatures (see Rebuild).
-func rebuildEnv(v Variation, home, tmp, reqPath string) []string {
+func rebuildEnv(v Variation, home, tmp string) []string {
 	env := append(run.Inherit("PATH"),
 		"HOME="+home, "USER="+v.User, "LOGNAME="+v.User, "TMPDIR="+tmp,
-		rebuildRequestVar+"="+reqPath,
 	)
 	if v.TZ != "" {
 		env = append(env, "TZ="+v.TZ)
@@ -174,25 +166,43 @@ func rebuildEnv(v Variation, home, tmp, reqPath string) []string {
 	return env
 }
 
-// rebuildChild is the rebuild process: it runs the build stages of the
-// request and exits 0 only when every one passed.
-func rebuildChild(reqPath string) int {
-	fail := func(err error) int {
-		fmt.Fprintln(os.Stderr, "rebuild:", err)
-		return 1
+// buildRebuildProgram compiles cmd/halvm-rebuild from the module this
+// process runs in (the current directory must be inside the checkout, as
+// it is for `go run mage.go` and the tests) into dir.
+func buildRebuildProgram(ctx context.Context, dir string) (string, error) {
+	goEnv := run.BaseEnv(run.Inherit("GOPATH", "GOMODCACHE", "GOCACHE", "GOROOT", "GOFLAGS", "GOPROXY", "GOTOOLCHAIN", "GOENV", "XDG_CACHE_HOME")...)
+	mod, err := run.Output(ctx, run.Cmd{Args: []string{"go", "env", "GOMOD"}, Env: goEnv})
+	if err != nil {
+		return "", fmt.Errorf("the rebuild builds %s with the Go toolchain: %w", RebuildProgram, err)
 	}
+	root := filepath.Dir(strings.TrimSpace(string(mod)))
+	if !filepath.IsAbs(root) {
+		return "", fmt.Errorf("the rebuild builds %s from the halvm-release checkout: run from inside it (go env GOMOD says %q)", RebuildProgram, strings.TrimSpace(string(mod)))
+	}
+	exe := filepath.Join(dir, "halvm-rebuild")
+	if err := run.Run(ctx, run.Cmd{Args: []string{"go", "build", "-o", exe, RebuildProgram}, Dir: root, Env: goEnv}); err != nil {
+		return "", fmt.Errorf("building the rebuild program %s: %w", RebuildProgram, err)
+	}
+	return exe, nil
+}
+
+// RebuildChild is the rebuild process (cmd/halvm-rebuild): it runs the
+// build stages of the request file reqPath that Rebuild wrote, reading the
+// child's environment through lookup (for its log line), and
+// returns an error unless every stage passed.
+func RebuildChild(ctx context.Context, reqPath string, lookup func(string) (string, bool), log io.Writer) error {
 	b, err := os.ReadFile(reqPath)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	var rq rebuildRequest
 	if err := json.Unmarshal(b, &rq); err != nil {
-		return fail(fmt.Errorf("the request %s: %w", reqPath, err))
+		return fmt.Errorf("the request %s: %w", reqPath, err)
 	}
 	syscall.Umask(rq.Umask)
 	lock, err := pins.LoadFile(rq.LockPath)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	skip := map[string]string{}
 	for _, s := range Stages() {
@@ -203,18 +213,15 @@ func rebuildChild(reqPath string) int {
 	p, err := pipeline.NewPlan(pipeline.Config{Version: rq.Version, Release: rq.Release, Flavours: rq.Flavours, Epoch: time.Unix(rq.Epoch, 0).UTC(),
 		LockPath: rq.LockPath, OutDir: rq.OutDir, CacheDir: rq.CacheDir, WorkDir: rq.WorkDir, Skip: skip})
 	if err != nil {
-		return fail(fmt.Errorf("planning the rebuild: %w", err))
+		return fmt.Errorf("planning the rebuild: %w", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	fmt.Fprintf(os.Stderr, "rebuild: pid %d, umask %04o, TZ=%s, HOME=%s, build root %s\n", os.Getpid(), rq.Umask, os.Getenv("TZ"), os.Getenv("HOME"), rq.WorkDir)
+	tz, _ := lookup("TZ")
+	home, _ := lookup("HOME")
+	fmt.Fprintf(log, "rebuild: pid %d, umask %04o, TZ=%s, HOME=%s, build root %s\n", os.Getpid(), rq.Umask, tz, home, rq.WorkDir)
 	_, err = Run(ctx, p, Options{Lock: lock, PGPKey: rq.PGPKey, RepoRoot: rq.RepoRoot, RepoURL: rq.RepoURL,
-		Sources: sources.Options{MirrorDir: rq.MirrorDir, MirrorMap: rq.MirrorMap, DebArchives: rq.Debs, AptRoot: rq.AptRoot}, Log: os.Stderr,
+		Sources: sources.Options{MirrorDir: rq.MirrorDir, MirrorMap: rq.MirrorMap, DebArchives: rq.Debs, AptRoot: rq.AptRoot}, Log: log,
 		skipRequired: true})
-	if err != nil {
-		return fail(err)
-	}
-	return 0
+	return err
 }
 
 // seedRepos makes the publications of from the live ones below root

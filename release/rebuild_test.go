@@ -3,6 +3,7 @@ package release
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/halvm/halvm-release/internal/pgp"
+	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testpkg"
 	"github.com/halvm/halvm-release/repos"
 	"github.com/halvm/halvm-release/verify/checks"
@@ -112,7 +114,7 @@ func TestSeedRepos(t *testing.T) {
 func TestRebuildEnvCarriesNoKeys(t *testing.T) {
 	t.Setenv("HALVM_PGP_KEY", "armored-secret-key")
 	t.Setenv("COSIGN_PASSWORD", "cosign-secret-password")
-	env := rebuildEnv(checks.Variation{User: "rebuild", TZ: "Pacific/Kiritimati", Env: []string{"LANG=fr_FR.UTF-8"}}, "/h", "/t", "/r.json")
+	env := rebuildEnv(checks.Variation{User: "rebuild", TZ: "Pacific/Kiritimati", Env: []string{"LANG=fr_FR.UTF-8"}}, "/h", "/t")
 	var names []string
 	for _, e := range env {
 		if strings.Contains(e, "secret") {
@@ -121,12 +123,37 @@ func TestRebuildEnvCarriesNoKeys(t *testing.T) {
 		names = append(names, strings.SplitN(e, "=", 2)[0])
 	}
 	sort.Strings(names)
-	want := []string{rebuildRequestVar, "HOME", "LANG", "LOGNAME", "PATH", "TMPDIR", "TZ", "USER"}
+	want := []string{"HOME", "LANG", "LOGNAME", "PATH", "TMPDIR", "TZ", "USER"}
 	sort.Strings(want)
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("the child's variables: %v, want %v", names, want)
 	}
 	if !sort.IsSorted(sort.Reverse(sort.StringSlice(env))) {
 		t.Errorf("the child's environment is not in reverse order: %q", env)
+	}
+}
+
+// TestRebuildProgram: the rebuild child is a program of its own
+// (cmd/halvm-rebuild) that Rebuild builds and starts with the request file
+// as its argument; it refuses a missing argument and fails naming a bad
+// request.
+func TestRebuildProgram(t *testing.T) {
+	ctx := context.Background()
+	exe, err := buildRebuildProgram(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = run.Run(ctx, run.Cmd{Args: []string{exe}, Env: run.BaseEnv()})
+	var re *run.Error
+	if !errors.As(err, &re) || re.Exit != 2 || !strings.Contains(re.Stderr, "usage: halvm-rebuild REQUEST.json") {
+		t.Errorf("without a request: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "request.json")
+	if err := os.WriteFile(bad, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = run.Run(ctx, run.Cmd{Args: []string{exe, bad}, Env: run.BaseEnv()})
+	if !errors.As(err, &re) || re.Exit != 1 || !strings.Contains(re.Stderr, "rebuild: the request "+bad) {
+		t.Errorf("with a malformed request: %v", err)
 	}
 }

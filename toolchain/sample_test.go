@@ -14,8 +14,8 @@ import (
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/sample"
 	"github.com/halvm/halvm-release/sample/musl"
+	"github.com/halvm/halvm-release/sample/upstream"
 	"github.com/halvm/halvm-release/sources"
-	"github.com/halvm/halvm-release/toolchain/sampleup"
 )
 
 // testCache is the download cache shared by test runs (see
@@ -36,7 +36,7 @@ func sampleUpstream(t testing.TB, dir string) *pins.Lock {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	up, err := sampleup.Generate(context.Background(), dir, sampleup.Options{CacheDir: testCache(t), ToolDebs: real.DebsWithRole(pins.RoleTool)})
+	up, err := upstream.Generate(context.Background(), dir, upstream.Options{CacheDir: testCache(t), ToolDebs: real.DebsWithRole(pins.RoleTool)})
 	if err != nil {
 		t.Fatal(err)
 	}

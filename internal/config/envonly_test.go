@@ -20,15 +20,14 @@ var envReaders = regexp.MustCompile(`\b(os\.(Getenv|LookupEnv|Environ|ExpandEnv)
 var envOwners = []string{"internal/config/", "internal/testenv/", "magefiles/", "cmd/"}
 
 // envAllowed are the other files that may read the environment, and why.
+// (cmd/halvm-rebuild, the reproducibility rebuild's child, hands its
+// environment to release.RebuildChild as a lookup function.)
 // Keep it short: everything else takes its settings from internal/config.
 var envAllowed = map[string]string{
 	// What a child process inherits is the command runner's business:
 	// Inherit copies named variables (PATH, DOCKER_HOST, ...) into the
 	// explicit environment of a child.
 	"internal/run/run.go": "run.Inherit builds child environments",
-	// The rebuild child started by the init() hook reads its request and
-	// the keys its parent passed in its environment.
-	"release/rebuild.go": "the rebuild child's request and keys",
 }
 
 // TestNoEnvironmentReadingOutsideConfig: no library package reads the
@@ -90,5 +89,54 @@ func TestNoEnvironmentReadingOutsideConfig(t *testing.T) {
 		if !used[f] {
 			t.Errorf("envAllowed lists %s (%s), which no longer reads the environment: remove the entry", f, why)
 		}
+	}
+}
+
+// literalRead is a read of a HALVM_ variable named literally.
+var literalRead = regexp.MustCompile(`(?:\bos\.(?:Getenv|LookupEnv)\(|\b(?:env|getenv)\(|\b[gG]et\((?:env|getenv|os\.Getenv),\s*)"(HALVM_[A-Z0-9_]+)"`)
+
+// TestEveryVariableIsListed: every HALVM_ variable the code or its tests
+// read by name is in Vars, which `go run mage.go env` prints.
+func TestEveryVariableIsListed(t *testing.T) {
+	listed := map[string]bool{}
+	for _, v := range Vars {
+		listed[v.Name] = true
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != root && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range literalRead.FindAllStringSubmatch(string(b), -1) {
+			seen++
+			if !listed[m[1]] {
+				rel, _ := filepath.Rel(root, path)
+				t.Errorf("%s reads %s, which internal/config's Vars does not list: add it with its default and what it does", rel, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen < 10 {
+		t.Fatalf("found only %d reads of HALVM_ variables: the pattern no longer matches the code", seen)
 	}
 }

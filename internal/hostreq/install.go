@@ -121,25 +121,38 @@ func install(ctx context.Context, apt func(context.Context, []string, io.Writer)
 	return nil
 }
 
-var unknownPackage = regexp.MustCompile(`(?m)^E: (?:Unable to locate package |Package '?)([^\s']+)`)
+var unknownPackage = regexp.MustCompile(`^E: (?:Unable to locate package |Package '?)([^\s']+)`)
+
+// aptMessage finds an error or warning of apt in a line of its output:
+// apt writes them to stderr, so with stdout on the same stream one can
+// start in the middle of a progress line ("Building dependency tree...E: ").
+var aptMessage = regexp.MustCompile(`(?:^|\.\.\.|\s)((?:E|W): .*|Err:.*)$`)
+
+// aptMessages are apt's error and warning lines in its output, in order.
+func aptMessages(out string) []string {
+	var msgs []string
+	for _, l := range strings.Split(out, "\n") {
+		if m := aptMessage.FindStringSubmatch(strings.TrimRight(l, "\r")); m != nil {
+			msgs = append(msgs, strings.TrimSpace(m[1]))
+		}
+	}
+	return msgs
+}
 
 // unknownPackages are the packages apt says it cannot find.
 func unknownPackages(out string) []string {
 	var bad []string
-	for _, m := range unknownPackage.FindAllStringSubmatch(out, -1) {
-		bad = append(bad, m[1])
+	for _, msg := range aptMessages(out) {
+		if m := unknownPackage.FindStringSubmatch(msg); m != nil {
+			bad = append(bad, m[1])
+		}
 	}
 	return bad
 }
 
 // quoteApt quotes apt's error and warning lines (the last few of them).
 func quoteApt(out string) string {
-	var lines []string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "E: ") || strings.HasPrefix(l, "W: ") || strings.HasPrefix(l, "Err:") {
-			lines = append(lines, strings.TrimSpace(l))
-		}
-	}
+	lines := aptMessages(out)
 	if len(lines) > 8 {
 		lines = lines[len(lines)-8:]
 	}

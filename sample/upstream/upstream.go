@@ -1,4 +1,4 @@
-// Package sampleup assembles the sample upstream that the toolchain recipe
+// Package upstream assembles the sample upstream that the toolchain recipe
 // builds, unchanged, where the real HaLVM sources are unreachable:
 // sample.Generate with musl 1.2.3's libm (package sample/musl, fetched from
 // Debian and pinned by sha256) as the content of the src/openlibm
@@ -6,7 +6,7 @@
 // and the lock completed with the Debian tool packages the real lock pins
 // (alex and HsColour), so the recipe installs them into its tool prefix
 // exactly as it does for a release.
-package sampleup
+package upstream
 
 import (
 	"context"

@@ -1,20 +1,20 @@
-// Package rootfs owns the Debian root filesystems of the toolchain image:
+// Package baseimage owns the Debian root filesystems of the toolchain image:
 // resolving a set of top-level packages into exact pins against the mirror
-// (Resolve, the pins:update side), fetching exactly those .debs into a
+// (ImageResolver, the pins:update side), fetching exactly those .debs into a
 // content-addressed cache with their sha256 checked (Fetch), and
 // bootstrapping a root filesystem tarball from nothing but pinned .debs
 // with mmdebstrap (Bootstrap), so maintainer scripts run as on any Debian.
 //
 // apt runs with an isolated configuration under the cache directory: the
 // host's sources, preferences and dpkg status never leak in.
-package rootfs
+package baseimage
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/halvm/halvm-release/sources"
 	"io"
 	"maps"
 	"os"
@@ -26,6 +26,7 @@ import (
 
 	"github.com/halvm/halvm-release/debian/deb822"
 	"github.com/halvm/halvm-release/internal/run"
+	"github.com/halvm/halvm-release/sources"
 )
 
 // Pin is one exact Debian binary package: what the lock records and the
@@ -227,14 +228,20 @@ func (a *apt) simulate(ctx context.Context, args []string) ([]Pin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolving %s: %w", strings.Join(args, " "), err)
 	}
+	return parseSimulation(out), nil
+}
+
+// parseSimulation reads the packages `apt-get install --simulate` would
+// install from its "Inst" lines, in apt's order.
+func parseSimulation(out []byte) []Pin {
 	var pins []Pin
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		if m := instRE.FindStringSubmatch(sc.Text()); m != nil {
 			pins = append(pins, Pin{Name: m[1], Version: m[2], Arch: m[3]})
 		}
 	}
-	return pins, nil
+	return pins
 }
 
 var uriRE = regexp.MustCompile(`^'([^']+)' (\S+) (\d+) SHA256:([0-9a-f]{64})$`)
@@ -267,17 +274,11 @@ func (a *apt) locate(ctx context.Context, pins []Pin) ([]remoteDeb, error) {
 		}
 		return nil, errors.Join(errs...)
 	}
-	byFile := map[string]remoteDeb{}
-	sc := bufio.NewScanner(strings.NewReader(string(stdout)))
-	for sc.Scan() {
-		if m := uriRE.FindStringSubmatch(strings.TrimSpace(sc.Text())); m != nil {
-			byFile[m[2]] = remoteDeb{url: m[1], file: m[2], sha256: m[4]}
-		}
-	}
+	byFile := parseURIs(stdout)
 	// apt prints in its own order: match by the file name it derives
-	// from name, version (epoch colon quoted) and architecture.
+	// from name, version and architecture.
 	for i, p := range pins {
-		file := p.Name + "_" + strings.ReplaceAll(p.Version, ":", "%3a") + "_" + p.Arch + ".deb"
+		file := debFileName(p)
 		d, ok := byFile[file]
 		if !ok {
 			errs = append(errs, fmt.Errorf("debian package %s: apt printed no location for %s", p, file))
@@ -289,6 +290,24 @@ func (a *apt) locate(ctx context.Context, pins []Pin) ([]remoteDeb, error) {
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// parseURIs reads `apt-get download --print-uris` output, by file name.
+func parseURIs(out []byte) map[string]remoteDeb {
+	byFile := map[string]remoteDeb{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if m := uriRE.FindStringSubmatch(strings.TrimSpace(sc.Text())); m != nil {
+			byFile[m[2]] = remoteDeb{url: m[1], file: m[2], sha256: m[4]}
+		}
+	}
+	return byFile
+}
+
+// debFileName is the file name apt gives a pin's .deb: an epoch's colon is
+// quoted as %3a.
+func debFileName(p Pin) string {
+	return p.Name + "_" + strings.ReplaceAll(p.Version, ":", "%3a") + "_" + p.Arch + ".deb"
 }
 
 func lastLine(err error) string {
