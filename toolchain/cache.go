@@ -3,6 +3,7 @@ package toolchain
 import (
 	"archive/tar"
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/regcache"
 )
 
 // cacheFormat changes whenever the meaning of a key or snapshot changes.
@@ -78,7 +80,52 @@ func (r *Recipe) Keys() (map[string]string, map[string][]component) {
 // changes a step made below its root, <dir>/<key>.json its metadata, and
 // <dir>/last/<flavour>/<step>.json the components of the last build of a
 // step, to explain a miss.
-type stepCache struct{ dir string }
+//
+// remote, when set, is the shared cache in an OCI registry behind it
+// (HALVM_CACHE_REGISTRY): read after the local cache, written with it.
+type stepCache struct {
+	dir    string
+	remote *regcache.Cache
+}
+
+// stepCache is the recipe's step cache.
+func (r *Recipe) stepCache() stepCache {
+	return stepCache{dir: filepath.Join(r.Config.CacheDir, "steps"), remote: r.Config.Registry}
+}
+
+// shared reports whether the registry holds key (never with no registry).
+func (c stepCache) shared(ctx context.Context, key string) bool {
+	return c.remote != nil && c.remote.HasStep(ctx, key)
+}
+
+// pull copies key's entry from the registry into the local cache. An
+// entry that does not match its digest is discarded (the registry cache
+// warned) and the error says so; found is false when the registry lacks
+// it or became unusable.
+func (c stepCache) pull(ctx context.Context, key string) (found bool, err error) {
+	meta, found, err := c.remote.PullStep(ctx, key, c.tarPath(key))
+	if err != nil || !found {
+		return false, err
+	}
+	var m snapshotMeta
+	if err := json.Unmarshal(meta, &m); err != nil {
+		os.Remove(c.tarPath(key))
+		return false, fmt.Errorf("%w: its metadata is not a step's: %w", regcache.ErrCorrupt, err)
+	}
+	return true, pipeline.WriteFileAtomic(c.metaPath(key), meta, 0o644)
+}
+
+// push copies key's local entry to the registry (no-op without one).
+func (c stepCache) push(ctx context.Context, key, step string) error {
+	if c.remote == nil {
+		return nil
+	}
+	meta, err := os.ReadFile(c.metaPath(key))
+	if err != nil {
+		return err
+	}
+	return c.remote.PushStep(ctx, key, step, meta, c.tarPath(key))
+}
 
 type snapshotMeta struct {
 	Step       string      `json:"step"`
