@@ -9,10 +9,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 	_ "time/tzdata" // the rebuild's time zone (TZ) without the host's tzdata
 
+	"github.com/halvm/halvm-release/internal/config"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/run"
@@ -71,6 +73,12 @@ func init() {
 // root (v.WorkDir), with the umask, time zone (TZ) and locale of v, another
 // HOME, USER, LOGNAME and TMPDIR, its environment in reverse order and,
 // with v.NoNetwork, no network at all (unshare --net).
+// It never reads the shared cache (HALVM_CACHE_REGISTRY, o.CacheRegistry):
+// its step cache is fresh and the only thing it shares is the input cache,
+// whose every file is verified by its pinned sha256; the child's
+// environment (rebuildEnv) never carries the variable, and the child
+// refuses to start if it finds it. A poisoned shared cache therefore makes
+// the release's artifacts differ from the rebuild's, and verify fails.
 // The repositories are staged under outDir/repos on top of copies of the
 // publications the release's own extended (from), as the release staged
 // them on top of the live ones; its ledger is
@@ -160,6 +168,14 @@ func rebuildEnv(v Variation, home, tmp, reqPath string, o Options) []string {
 			env = append(env, k+"="+val)
 		}
 	}
+	// Never the shared cache, whatever the variation says.
+	kept := env[:0]
+	for _, e := range env {
+		if !strings.HasPrefix(e, config.CacheRegistryVar+"=") {
+			kept = append(kept, e)
+		}
+	}
+	env = kept
 	sort.Sort(sort.Reverse(sort.StringSlice(env)))
 	return env
 }
@@ -199,6 +215,9 @@ func rebuildChild(reqPath string) int {
 	if err := json.Unmarshal(b, &rq); err != nil {
 		return fail(fmt.Errorf("the request %s: %w", reqPath, err))
 	}
+	if _, ok := os.LookupEnv(config.CacheRegistryVar); ok {
+		return fail(fmt.Errorf("%s is set: the reproducibility rebuild never reads the shared cache (it answers a poisoned one)", config.CacheRegistryVar))
+	}
 	syscall.Umask(rq.Umask)
 	lock, err := pins.LoadFile(rq.LockPath)
 	if err != nil {
@@ -220,7 +239,8 @@ func rebuildChild(reqPath string) int {
 	fmt.Fprintf(os.Stderr, "rebuild: pid %d, umask %04o, TZ=%s, HOME=%s, build root %s\n", os.Getpid(), rq.Umask, os.Getenv("TZ"), os.Getenv("HOME"), rq.WorkDir)
 	_, err = Run(ctx, p, Options{Lock: lock, PGPKey: rq.PGPKey, CosignKey: rq.CosignKey, RepoRoot: rq.RepoRoot, RepoURL: rq.RepoURL,
 		Sources: sources.Options{MirrorDir: rq.MirrorDir, MirrorMap: rq.MirrorMap, DebArchives: rq.Debs, AptRoot: rq.AptRoot}, Log: os.Stderr,
-		skipRequired: true})
+		// Never the shared cache: the rebuild is what answers a poisoned one.
+		CacheRegistry: nil, skipRequired: true})
 	if err != nil {
 		return fail(err)
 	}

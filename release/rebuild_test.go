@@ -5,9 +5,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/config"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/testpkg"
 	"github.com/halvm/halvm-release/repos"
@@ -101,5 +103,23 @@ func TestSeedRepos(t *testing.T) {
 	}
 	if bytes.Equal(metadata(bare.StagedDirs(bs))[0], want[0]) {
 		t.Error("an unseeded rebuild gave the same Packages: the test does not show what seeding is for")
+	}
+}
+
+// TestRebuildNeverGetsTheSharedCache: the rebuild child's environment
+// never carries HALVM_CACHE_REGISTRY (set in the parent or in the
+// variation), and a child that finds it refuses to run.
+func TestRebuildNeverGetsTheSharedCache(t *testing.T) {
+	t.Setenv(config.CacheRegistryVar, "127.0.0.1:5000/halvm/cache")
+	env := rebuildEnv(Variation{User: "rebuild", Env: []string{config.CacheRegistryVar + "=127.0.0.1:5000/x", "LC_ALL=C.UTF-8"}}, "/h", "/t", "/r.json", Options{})
+	for _, e := range env {
+		if strings.HasPrefix(e, config.CacheRegistryVar) {
+			t.Errorf("the rebuild's environment carries %s", e)
+		}
+	}
+	req := filepath.Join(t.TempDir(), "req.json")
+	os.WriteFile(req, []byte(`{}`), 0o600)
+	if code := rebuildChild(req); code == 0 {
+		t.Error("a rebuild child with HALVM_CACHE_REGISTRY set ran")
 	}
 }

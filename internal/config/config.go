@@ -16,7 +16,9 @@ import (
 	"github.com/halvm/halvm-release/internal/epoch"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/regcache"
 	"github.com/halvm/halvm-release/oci/cosign"
+	"github.com/halvm/halvm-release/packaging"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/repos"
 )
@@ -58,6 +60,8 @@ var Vars = []Var{
 	{"HALVM_REPO_URL", "http://127.0.0.1:8619", "the URL users fetch the repositories from (baked into halvm.sources and halvm.repo)"},
 	{"HALVM_REPO_ADDR", "127.0.0.1:8619", "where repo:serve listens"},
 	{"HALVM_KEEP", "5", "live publications repo:prune (and each publish) keeps per repository, at least 2"},
+	{CacheRegistryVar, "", "shared build cache <registry>/<repository> (e.g. ghcr.io/halvm/cache) behind the local input and toolchain step caches; the reproducibility rebuild never reads it"},
+	{"HALVM_LAYOUTS", "deb,rpm", "comma-separated package layouts `toolchain` builds (the CI cells: flavour x layout); release always builds both"},
 	{"HALVM_REGISTRY", "", "image repository prefix the images are pushed to by digest, e.g. ghcr.io/halvm (\"\" keeps them in dist/oci only)"},
 }
 
@@ -137,6 +141,53 @@ func Load(env Getenv) (pipeline.Config, *pins.Lock, error) {
 		return cfg, lock, errors.Join(errs...)
 	}
 	return cfg, lock, nil
+}
+
+// CacheRegistryVar names the shared build cache.
+const CacheRegistryVar = "HALVM_CACHE_REGISTRY"
+
+// CacheRegistry is the shared build cache HALVM_CACHE_REGISTRY names (nil
+// when unset); its warnings go to warn.
+func CacheRegistry(env Getenv, warn io.Writer) (*regcache.Cache, error) {
+	v := strings.TrimSpace(env(CacheRegistryVar))
+	if v == "" {
+		return nil, nil
+	}
+	return regcache.New(v, warn)
+}
+
+// Layouts is HALVM_LAYOUTS: the package layouts (deb, rpm) whose toolchain
+// builds `toolchain` runs, in build order.
+func Layouts(env Getenv) ([]packaging.Format, error) {
+	want := map[packaging.Format]bool{}
+	for _, l := range strings.Split(get(env, "HALVM_LAYOUTS"), ",") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		if _, ok := packaging.Layouts[packaging.Format(l)]; !ok {
+			return nil, fmt.Errorf("HALVM_LAYOUTS: unknown layout %q (want a comma-separated list of %s)", l, strings.Join(formatNames(), ", "))
+		}
+		want[packaging.Format(l)] = true
+	}
+	var out []packaging.Format
+	for _, f := range packaging.Formats {
+		if want[f] {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("HALVM_LAYOUTS selects no layout (want a comma-separated list of %s)", strings.Join(formatNames(), ", "))
+	}
+	return out, nil
+}
+
+func formatNames() []string {
+	var n []string
+	for _, f := range packaging.Formats {
+		n = append(n, string(f))
+	}
+	return n
 }
 
 // PrintVars writes the table of environment variables.
