@@ -77,7 +77,7 @@ func Release(ctx context.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
-	_, err = release.Run(ctx, plan, release.Options{CacheRegistry: reg, Lock: lock, PGPKey: config.PGPKey(os.Getenv), CosignKey: config.CosignKey(os.Getenv),
+	_, err = release.Run(ctx, plan, release.Options{CacheRegistry: reg, RebuildFrom: config.Get(os.Getenv, config.RebuildFromVar), Lock: lock, PGPKey: config.PGPKey(os.Getenv), CosignKey: config.CosignKey(os.Getenv),
 		RepoRoot: config.Get(os.Getenv, "HALVM_REPO_ROOT"), RepoURL: config.Get(os.Getenv, "HALVM_REPO_URL"), Registry: config.Get(os.Getenv, "HALVM_REGISTRY"),
 		Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}, Official: official, Keep: keep,
 		VerifyCache: config.VerifyCacheDir(os.Getenv, plan.CacheDir()), Log: os.Stderr})
@@ -146,6 +146,39 @@ func Toolchain(ctx context.Context) error {
 	}
 	if reg != nil {
 		fmt.Println(reg.Summary())
+	}
+	return err
+}
+
+// Rebuild runs the independent reproducibility rebuild into HALVM_OUT: the CI's rebuild job, beside the toolchain cells.
+//
+// The same rebuild verify runs (a separate process without network, a
+// fresh step cache, varied conditions), from the lock and the inputs in
+// HALVM_CACHE/inputs only (run `go run mage.go sources` first); it needs
+// the archive signing key (signed packages are reproduced with it). It
+// never reads the shared cache: it refuses to run with
+// HALVM_CACHE_REGISTRY set. A release then compares with it:
+// HALVM_REBUILD_FROM=<this HALVM_OUT> go run mage.go release.
+func Rebuild(ctx context.Context) error {
+	plan, lock, err := config.Plan(os.Getenv)
+	if err != nil {
+		return err
+	}
+	reg, err := config.CacheRegistry(os.Getenv, os.Stderr)
+	if err != nil {
+		return err
+	}
+	m, err := config.MirrorFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	err = release.RebuildIndependently(ctx, plan, release.Options{Lock: lock, PGPKey: config.PGPKey(os.Getenv), CosignKey: config.CosignKey(os.Getenv),
+		RepoRoot: config.Get(os.Getenv, "HALVM_REPO_ROOT"), RepoURL: config.Get(os.Getenv, "HALVM_REPO_URL"), CacheRegistry: reg,
+		Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}}, plan.OutDir())
+	if err == nil {
+		fmt.Printf("rebuild: %s (compare with it: %s=%s)\n", plan.OutDir(), config.RebuildFromVar, plan.OutDir())
 	}
 	return err
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/halvm/halvm-release/internal/config"
 	"github.com/halvm/halvm-release/internal/pgp"
+	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/regcache"
 	"github.com/halvm/halvm-release/internal/testpkg"
 	"github.com/halvm/halvm-release/repos"
 	"github.com/halvm/halvm-release/verify/checks"
@@ -121,5 +123,28 @@ func TestRebuildNeverGetsTheSharedCache(t *testing.T) {
 	os.WriteFile(req, []byte(`{}`), 0o600)
 	if code := rebuildChild(req); code == 0 {
 		t.Error("a rebuild child with HALVM_CACHE_REGISTRY set ran")
+	}
+}
+
+// TestAdoptRebuild: a verification given a finished independent rebuild
+// (HALVM_REBUILD_FROM) compares with it; a directory without one fails
+// naming the remedy; the independent rebuild refuses the shared cache.
+func TestAdoptRebuild(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(t.TempDir(), "rebuild-dist")
+	adopt := adoptRebuild(dir)
+	if err := adopt(context.Background(), out, checks.Variation{}, checks.Publications{}); err == nil || !strings.Contains(err.Error(), "go run mage.go rebuild") {
+		t.Fatalf("no ledger: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "ledger.json"), []byte(`{}`), 0o644)
+	if err := adopt(context.Background(), out, checks.Variation{}, checks.Publications{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "ledger.json")); err != nil || string(b) != `{}` {
+		t.Fatalf("the check does not see the rebuild: %q %v", b, err)
+	}
+	reg, _ := regcache.New("127.0.0.1:5000/halvm/cache", nil)
+	if err := RebuildIndependently(context.Background(), pipeline.Plan{}, Options{CacheRegistry: reg}, t.TempDir()); err == nil || !strings.Contains(err.Error(), config.CacheRegistryVar) {
+		t.Fatalf("the independent rebuild with a shared cache: %v", err)
 	}
 }

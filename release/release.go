@@ -45,6 +45,10 @@ type Options struct {
 	// behind the local input and toolchain step caches. The
 	// reproducibility rebuild never gets it (see Rebuild).
 	CacheRegistry *regcache.Cache
+	// RebuildFrom, when set, is a finished independent rebuild
+	// (RebuildIndependently's outDir, HALVM_REBUILD_FROM) the verification
+	// compares with, instead of rebuilding itself.
+	RebuildFrom string
 
 	// breakStage, set by tests, makes the named stage fail deliberately.
 	breakStage string

@@ -162,6 +162,9 @@ func VerifyBuiltWith(ctx context.Context, getenv func(string) string, progress i
 			}
 		}
 	}
+	if dir := getenv(config.RebuildFromVar); dir != "" {
+		c.Rebuild = adoptRebuild(dir)
+	}
 	scratch, err := os.MkdirTemp("", "halvm-verify-")
 	if err != nil {
 		return err

@@ -61,6 +61,7 @@ var Vars = []Var{
 	{"HALVM_REPO_ADDR", "127.0.0.1:8619", "where repo:serve listens"},
 	{"HALVM_KEEP", "5", "live publications repo:prune (and each publish) keeps per repository, at least 2"},
 	{CacheRegistryVar, "", "shared build cache <registry>/<repository> (e.g. ghcr.io/halvm/cache) behind the local input and toolchain step caches; the reproducibility rebuild never reads it"},
+	{RebuildFromVar, "", "a finished independent rebuild (`go run mage.go rebuild`'s HALVM_OUT, e.g. another CI job's) that verify's reproducibility check compares with instead of rebuilding"},
 	{"HALVM_LAYOUTS", "deb,rpm", "comma-separated package layouts `toolchain` builds (the CI cells: flavour x layout); release always builds both"},
 	{"HALVM_REGISTRY", "", "image repository prefix the images are pushed to by digest, e.g. ghcr.io/halvm (\"\" keeps them in dist/oci only)"},
 }
@@ -143,8 +144,12 @@ func Load(env Getenv) (pipeline.Config, *pins.Lock, error) {
 	return cfg, lock, nil
 }
 
-// CacheRegistryVar names the shared build cache.
-const CacheRegistryVar = "HALVM_CACHE_REGISTRY"
+// CacheRegistryVar names the shared build cache; RebuildFromVar a finished
+// independent rebuild.
+const (
+	CacheRegistryVar = "HALVM_CACHE_REGISTRY"
+	RebuildFromVar   = "HALVM_REBUILD_FROM"
+)
 
 // CacheRegistry is the shared build cache HALVM_CACHE_REGISTRY names (nil
 // when unset); its warnings go to warn.
