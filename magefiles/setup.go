@@ -8,6 +8,7 @@ import (
 
 	"github.com/magefile/mage/mg"
 
+	"github.com/halvm/halvm-release/internal/cilint"
 	"github.com/halvm/halvm-release/internal/config"
 	"github.com/halvm/halvm-release/internal/hostreq"
 	"github.com/halvm/halvm-release/internal/testcmd"
@@ -24,6 +25,14 @@ func (CI) Packages() error {
 	}
 	fmt.Println("wrote .ci/packages.txt")
 	return nil
+}
+
+// Lint lints the GitHub Actions workflows (.github/workflows) with actionlint at its pinned version (internal/cilint).
+//
+// Run by .ci/run. The linter runs as `go run <module>@<version>`, so
+// go.mod needs no tools entry and `go mod tidy` stays a no-op.
+func (CI) Lint(ctx context.Context) error {
+	return cilint.Lint(ctx, ".", os.Stdout)
 }
 
 // Preflight sets the host up for the demo and stops: it checks everything the whole demo needs (every stage, every verify check) and, as root on Debian, installs what is missing in one apt-get install.
