@@ -29,16 +29,22 @@ type component struct{ Name, Value string }
 // components lists everything that can change a step's output: the step
 // itself (commands, directories, Go actions), the environment, the host
 // tools, its declared inputs and the keys of the steps it depends on.
+//
+// Where this machine keeps its caches is not part of a key: an input is
+// named by its sha256 (its own component), and the same step reads it from
+// whichever local cache a runner has, so runners with their caches in
+// different places share entries through the registry.
 func (r *Recipe) components(s Step, keys map[string]string) []component {
+	local := r.cachePaths()
 	c := []component{{"format", cacheFormat}, {"step", s.Name}, {"root", s.Root}, {"fresh", fmt.Sprint(s.Fresh)}}
 	for i, a := range s.Pre {
-		c = append(c, component{fmt.Sprintf("pre-action %d", i+1), a.Doc})
+		c = append(c, component{fmt.Sprintf("pre-action %d", i+1), local.Replace(a.Doc)})
 	}
 	for i, cmd := range s.Commands {
-		c = append(c, component{fmt.Sprintf("command %d", i+1), "cd " + cmd.Dir + " && " + shellQuote(cmd.Args) + " expect " + cmd.Expect})
+		c = append(c, component{fmt.Sprintf("command %d", i+1), local.Replace("cd " + cmd.Dir + " && " + shellQuote(cmd.Args) + " expect " + cmd.Expect)})
 	}
 	for i, a := range s.Post {
-		c = append(c, component{fmt.Sprintf("action %d", i+1), a.Doc})
+		c = append(c, component{fmt.Sprintf("action %d", i+1), local.Replace(a.Doc)})
 	}
 	for i, o := range s.Outputs {
 		c = append(c, component{fmt.Sprintf("output %d", i+1), o})
@@ -54,6 +60,22 @@ func (r *Recipe) components(s Step, keys map[string]string) []component {
 		c = append(c, component{"step " + d, keys[d]})
 	}
 	return c
+}
+
+// cachePaths replaces the local cache directories in a key's components
+// by placeholders (the longer first: the input cache may lie inside the
+// other).
+func (r *Recipe) cachePaths() *strings.Replacer {
+	type dir struct{ path, name string }
+	dirs := []dir{{r.Config.FileCacheDir, "<input cache>"}, {r.Config.CacheDir, "<cache>"}}
+	sort.SliceStable(dirs, func(i, j int) bool { return len(dirs[i].path) > len(dirs[j].path) })
+	var pairs []string
+	for _, d := range dirs {
+		if d.path != "" {
+			pairs = append(pairs, d.path, d.name)
+		}
+	}
+	return strings.NewReplacer(pairs...)
 }
 
 func keyOf(c []component) string {

@@ -35,6 +35,9 @@ func StartServer(ctx context.Context, dir string) (*Server, error) {
 	addr := l.Addr().String()
 	l.Close()
 	s := &Server{Addr: addr, Storage: filepath.Join(dir, "data"), done: make(chan error, 1)}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", ServerCommand, err)
+	}
 	cfg := filepath.Join(dir, "config.yml")
 	yml := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", s.Storage, addr)
 	if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
