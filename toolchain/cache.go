@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -63,19 +64,34 @@ func (r *Recipe) components(s Step, keys map[string]string) []component {
 }
 
 // cachePaths replaces the local cache directories in a key's components
-// by placeholders (the longer first: the input cache may lie inside the
-// other).
-func (r *Recipe) cachePaths() *strings.Replacer {
-	type dir struct{ path, name string }
-	dirs := []dir{{r.Config.FileCacheDir, "<input cache>"}, {r.Config.CacheDir, "<cache>"}}
-	sort.SliceStable(dirs, func(i, j int) bool { return len(dirs[i].path) > len(dirs[j].path) })
-	var pairs []string
-	for _, d := range dirs {
+// by placeholders: a directory is replaced only as a whole path (followed
+// by "/", a separator or the end), the longer first (the input cache may
+// lie inside the other).
+func (r *Recipe) cachePaths() pathReplacer {
+	var pr pathReplacer
+	for _, d := range []struct{ path, name string }{{r.Config.FileCacheDir, "<input cache>"}, {r.Config.CacheDir, "<cache>"}} {
 		if d.path != "" {
-			pairs = append(pairs, d.path, d.name)
+			pr = append(pr, pathRule{regexp.MustCompile(regexp.QuoteMeta(d.path) + `(/|$|[\s'"=:;,)])`), d.name + "$1", len(d.path)})
 		}
 	}
-	return strings.NewReplacer(pairs...)
+	sort.SliceStable(pr, func(i, j int) bool { return pr[i].n > pr[j].n })
+	return pr
+}
+
+type pathRule struct {
+	re   *regexp.Regexp
+	with string
+	n    int
+}
+
+type pathReplacer []pathRule
+
+// Replace applies every rule to s.
+func (pr pathReplacer) Replace(s string) string {
+	for _, r := range pr {
+		s = r.re.ReplaceAllString(s, r.with)
+	}
+	return s
 }
 
 func keyOf(c []component) string {

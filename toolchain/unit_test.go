@@ -8,6 +8,7 @@ import (
 	"github.com/halvm/halvm-release/internal/testenv"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -277,5 +278,28 @@ func TestCIInstallsPrerequisites(t *testing.T) {
 		if !listed[p.Package] {
 			t.Errorf(".ci/packages.txt lacks %s (it provides %s, a host prerequisite of the recipe)", p.Package, p.What)
 		}
+	}
+}
+
+// TestKeysIgnoreWhereTheCachesAre: the same recipe with its caches in
+// other places has the same keys (runners share entries through the
+// registry); a cache path that is a prefix of another path (…/b and
+// …/build) replaces only itself.
+func TestKeysIgnoreWhereTheCachesAre(t *testing.T) {
+	a := goldenRecipe(t, "halvm")
+	c := goldenConfig(t, "halvm")
+	c.CacheDir, c.FileCacheDir = "/elsewhere/cache", "/elsewhere/cache/inputs"
+	b, err := NewRecipe(c, Host{FilePrefixMap: true, Fingerprint: "golden"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka, _ := a.Keys()
+	kb, _ := b.Keys()
+	if ch := changedKeys(ka, kb); len(ch) != 0 {
+		t.Errorf("moving the caches changed the keys of %v", ch)
+	}
+	r := pathReplacer{{regexp.MustCompile(regexp.QuoteMeta("/x/b") + `(/|$|[\s'"=:;,)])`), "<cache>$1", 4}}
+	if got := r.Replace("cd /x/build && tar -xf /x/b/sha256/1 /x/b"); got != "cd /x/build && tar -xf <cache>/sha256/1 <cache>" {
+		t.Errorf("Replace = %q", got)
 	}
 }

@@ -37,6 +37,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -67,6 +68,7 @@ type Cache struct {
 	mu     sync.Mutex
 	client *http.Client
 	down   error // set once the registry failed: every later call is a no-op
+	skips  int   // operations that failed while the registry stayed in use
 
 	pushed, pulled atomic.Int64
 }
@@ -151,41 +153,113 @@ func (c *Cache) url(path string) string {
 	return fmt.Sprintf("%s://%s/v2/%s/%s", c.repo.Registry.Scheme(), c.repo.RegistryStr(), c.repo.RepositoryStr(), path)
 }
 
-// do sends one request; a transport failure or an unexpected status is a
-// registry failure (the cache goes local-only).
-func (c *Cache) do(ctx context.Context, op, method, u string, body io.Reader, size int64, header map[string]string, ok ...int) (*http.Response, error) {
+// request is one registry request.
+type request struct {
+	op, method, url string
+	body            []byte                        // sent as is (nil: none)
+	file            func() (io.ReadCloser, error) // or opened per attempt
+	size            int64                         // of file
+	header          map[string]string
+	ok              []int // the statuses that are an answer
+	once            bool  // never retried (a PUT into an upload session)
+}
+
+// maxSkips is how many failed operations make the registry unusable for
+// the rest of the run.
+const maxSkips = 5
+
+// do sends a request, retrying transient failures (transport errors, 5xx,
+// 429) with backoff. A registry that stays unreachable, or refuses access
+// (401, 403), makes the cache local-only with one warning; another failure
+// skips this operation with a warning (the registry stays in use).
+func (c *Cache) do(ctx context.Context, r request) (*http.Response, error) {
 	cl, err := c.http(ctx)
-	if err != nil {
-		if c.Down() == nil {
-			return nil, c.fail(op, err)
-		}
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.ContentLength = size
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := cl.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, c.fail(op, err)
-	}
-	for _, s := range ok {
-		if resp.StatusCode == s {
-			return resp, nil
+		if c.Down() == nil {
+			return nil, c.fail(r.op, err)
 		}
+		return nil, err
 	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	resp.Body.Close()
-	return nil, c.fail(op, fmt.Errorf("%s %s: %s %s", method, u, resp.Status, strings.TrimSpace(string(msg))))
+	var last error
+	transport := false
+	for attempt := 0; attempt < 4; attempt++ {
+		if attempt > 0 {
+			if r.once {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+			}
+		}
+		var body io.Reader
+		var size int64
+		switch {
+		case r.body != nil:
+			body, size = bytes.NewReader(r.body), int64(len(r.body))
+		case r.file != nil:
+			f, err := r.file()
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			body, size = f, r.size
+		}
+		req, err := http.NewRequestWithContext(ctx, r.method, r.url, body)
+		if err != nil {
+			return nil, err
+		}
+		if body != nil {
+			req.ContentLength = size
+		}
+		for k, v := range r.header {
+			req.Header.Set(k, v)
+		}
+		resp, err := cl.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			last, transport = err, true
+			continue
+		}
+		for _, s := range r.ok {
+			if resp.StatusCode == s {
+				return resp, nil
+			}
+		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		last, transport = fmt.Errorf("%s %s: %s %s", r.method, r.url, resp.Status, strings.TrimSpace(string(msg))), false
+		switch {
+		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+			return nil, c.fail(r.op, last)
+		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+			continue
+		}
+		break
+	}
+	if transport {
+		return nil, c.fail(r.op, last)
+	}
+	return nil, c.skip(r.op, last)
+}
+
+// skip warns that one operation failed while the registry stays in use.
+func (c *Cache) skip(op string, err error) error {
+	c.mu.Lock()
+	c.skips++
+	n := c.skips
+	c.mu.Unlock()
+	if n >= maxSkips {
+		return c.fail(op, fmt.Errorf("%w (and %d failures before)", err, n-1))
+	}
+	fmt.Fprintf(c.warn, "warning: cache registry %s: %s failed (%v): carrying on without it\n", c.repo, op, err)
+	return fmt.Errorf("%s: %w", op, err)
 }
 
 type descriptor struct {
@@ -239,8 +313,8 @@ func (c *Cache) Push(ctx context.Context, a Artifact) error {
 	}
 	m := manifest{SchemaVersion: 2, MediaType: manifestType, ArtifactType: a.ArtifactType, Config: cfg, Layers: []descriptor{layer}, Annotations: a.Annotations}
 	raw, _ := json.Marshal(m)
-	resp, err := c.do(ctx, "pushing "+a.Tag, http.MethodPut, c.url("manifests/"+a.Tag), bytes.NewReader(raw), int64(len(raw)),
-		map[string]string{"Content-Type": manifestType}, http.StatusCreated, http.StatusOK)
+	resp, err := c.do(ctx, request{op: "pushing " + a.Tag, method: http.MethodPut, url: c.url("manifests/" + a.Tag), body: raw,
+		header: map[string]string{"Content-Type": manifestType}, ok: []int{http.StatusCreated, http.StatusOK}})
 	if err != nil {
 		return err
 	}
@@ -252,13 +326,13 @@ func (c *Cache) Push(ctx context.Context, a Artifact) error {
 		return err
 	}
 	if got == nil || got.ArtifactType != a.ArtifactType || !sameAnnotations(got.Annotations, a.Annotations) {
-		return c.fail("verifying "+a.Tag, errors.New("the tag does not name the entry just pushed (nor an equivalent one)"))
+		return c.skip("verifying "+a.Tag, errors.New("the tag does not name the entry just pushed (nor an equivalent one)"))
 	}
 	for _, d := range append([]descriptor{got.Config}, got.Layers...) {
 		if ok, err := c.hasBlob(ctx, d.Digest); err != nil {
 			return err
 		} else if !ok {
-			return c.fail("verifying "+a.Tag, fmt.Errorf("blob %s is missing after the push", d.Digest))
+			return c.skip("verifying "+a.Tag, fmt.Errorf("blob %s is missing after the push", d.Digest))
 		}
 	}
 	return nil
@@ -277,7 +351,7 @@ func sameAnnotations(a, b map[string]string) bool {
 }
 
 func (c *Cache) hasBlob(ctx context.Context, digest string) (bool, error) {
-	resp, err := c.do(ctx, "checking blob "+digest, http.MethodHead, c.url("blobs/"+digest), nil, 0, nil, http.StatusOK, http.StatusNotFound)
+	resp, err := c.do(ctx, request{op: "checking blob " + digest, method: http.MethodHead, url: c.url("blobs/" + digest), ok: []int{http.StatusOK, http.StatusNotFound}})
 	if err != nil {
 		return false, err
 	}
@@ -285,30 +359,37 @@ func (c *Cache) hasBlob(ctx context.Context, digest string) (bool, error) {
 	return resp.StatusCode == http.StatusOK, nil
 }
 
-// pushBlob uploads one blob monolithically unless the registry has it.
+// pushBlob uploads one blob monolithically unless the registry has it,
+// starting again (a fresh upload session) when an attempt fails while the
+// registry stays in use: another runner may be uploading the same blob.
 func (c *Cache) pushBlob(ctx context.Context, digest string, size int64, open func() (io.ReadCloser, error)) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = c.pushBlobOnce(ctx, digest, size, open); err == nil || c.Down() != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func (c *Cache) pushBlobOnce(ctx context.Context, digest string, size int64, open func() (io.ReadCloser, error)) error {
 	if ok, err := c.hasBlob(ctx, digest); err != nil || ok {
 		return err
 	}
-	resp, err := c.do(ctx, "starting the upload of "+digest, http.MethodPost, c.url("blobs/uploads/"), nil, 0, nil, http.StatusAccepted)
+	resp, err := c.do(ctx, request{op: "starting the upload of " + digest, method: http.MethodPost, url: c.url("blobs/uploads/"), ok: []int{http.StatusAccepted}})
 	if err != nil {
 		return err
 	}
 	resp.Body.Close()
 	loc, err := resp.Location()
 	if err != nil {
-		return c.fail("uploading "+digest, fmt.Errorf("no upload location: %w", err))
+		return c.skip("uploading "+digest, fmt.Errorf("no upload location: %w", err))
 	}
 	q := loc.Query()
 	q.Set("digest", digest)
 	loc.RawQuery = q.Encode()
-	body, err := open()
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	resp, err = c.do(ctx, "uploading "+digest, http.MethodPut, loc.String(), body, size,
-		map[string]string{"Content-Type": "application/octet-stream"}, http.StatusCreated)
+	resp, err = c.do(ctx, request{op: "uploading " + digest, method: http.MethodPut, url: loc.String(), file: open, size: size,
+		header: map[string]string{"Content-Type": "application/octet-stream"}, ok: []int{http.StatusCreated}, once: true})
 	if err != nil {
 		return err
 	}
@@ -319,8 +400,8 @@ func (c *Cache) pushBlob(ctx context.Context, digest string, size int64, open fu
 
 // manifest reads the manifest a tag names; nil when the tag is absent.
 func (c *Cache) manifest(ctx context.Context, tag string) (*manifest, []byte, error) {
-	resp, err := c.do(ctx, "reading "+tag, http.MethodGet, c.url("manifests/"+tag), nil, 0,
-		map[string]string{"Accept": manifestType}, http.StatusOK, http.StatusNotFound)
+	resp, err := c.do(ctx, request{op: "reading " + tag, method: http.MethodGet, url: c.url("manifests/" + tag),
+		header: map[string]string{"Accept": manifestType}, ok: []int{http.StatusOK, http.StatusNotFound}})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -346,8 +427,8 @@ func (c *Cache) Has(ctx context.Context, tag, artifactType string) bool {
 	if c.Down() != nil {
 		return false
 	}
-	resp, err := c.do(ctx, "looking up "+tag, http.MethodHead, c.url("manifests/"+tag), nil, 0,
-		map[string]string{"Accept": manifestType}, http.StatusOK, http.StatusNotFound)
+	resp, err := c.do(ctx, request{op: "looking up " + tag, method: http.MethodHead, url: c.url("manifests/" + tag),
+		header: map[string]string{"Accept": manifestType}, ok: []int{http.StatusOK, http.StatusNotFound}})
 	if err != nil {
 		return false
 	}
@@ -413,7 +494,7 @@ func (c *Cache) pullBlob(ctx context.Context, tag string, d descriptor, w io.Wri
 	if !strings.HasPrefix(d.Digest, "sha256:") || !hexRE.MatchString(strings.TrimPrefix(d.Digest, "sha256:")) {
 		return c.discard(tag, fmt.Errorf("blob digest %q is not sha256", d.Digest))
 	}
-	resp, err := c.do(ctx, "reading blob "+d.Digest, http.MethodGet, c.url("blobs/"+d.Digest), nil, 0, nil, http.StatusOK, http.StatusNotFound)
+	resp, err := c.do(ctx, request{op: "reading blob " + d.Digest, method: http.MethodGet, url: c.url("blobs/" + d.Digest), ok: []int{http.StatusOK, http.StatusNotFound}})
 	if err != nil {
 		return fmt.Errorf("pulling %s: %w", tag, err)
 	}
