@@ -357,7 +357,7 @@ func rehearseChild(reqPath string) int {
 	var layouts []packaging.Format
 	for _, c := range rq.Cells {
 		flavours = appendNew(flavours, c.Flavour)
-		layouts = appendNewFormat(layouts, c.Layout)
+		layouts = appendNew(layouts, c.Layout)
 	}
 	p, err := pipeline.NewPlan(pipeline.Config{Version: rq.Version, Release: 1, Flavours: flavours, Epoch: time.Unix(rq.Epoch, 0).UTC(),
 		LockPath: rq.LockPath, OutDir: rq.OutDir, CacheDir: rq.CacheDir, WorkDir: rq.WorkDir})
@@ -395,22 +395,13 @@ func rehearseChild(reqPath string) int {
 	return 0
 }
 
-func appendNew(l []string, s string) []string {
+func appendNew[T comparable](l []T, v T) []T {
 	for _, x := range l {
-		if x == s {
+		if x == v {
 			return l
 		}
 	}
-	return append(l, s)
-}
-
-func appendNewFormat(l []packaging.Format, f packaging.Format) []packaging.Format {
-	for _, x := range l {
-		if x == f {
-			return l
-		}
-	}
-	return append(l, f)
+	return append(l, v)
 }
 
 // RehearseBoth runs the rehearsal twice, each in a fresh directory below
