@@ -101,10 +101,15 @@ func Plan(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reg, err := config.CacheRegistry(os.Getenv, os.Stderr)
+	if err != nil {
+		return err
+	}
 	for _, fl := range plan.Flavours() {
 		fmt.Printf("\ntoolchain %s:\n", fl)
 		c := release.ToolchainConfig(plan, lock, fl)
 		c.Mirror = m.Dir // which steps can run here counts the mirror's git sources
+		c.Registry = reg // a step in the shared cache is a hit
 		if err := toolchain.Plan(ctx, os.Stdout, c); err != nil {
 			return err
 		}
