@@ -436,9 +436,13 @@ func (c *Cache) Has(ctx context.Context, tag, artifactType string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// discard warns about an entry that does not match its digest.
+// discard warns about an entry that does not match its digest. The
+// rebuilt entry is pushed under the same tag; a registry keeps a damaged
+// blob whose digest comes back byte-identical (an upload of a digest it
+// has does not replace it) until its operator deletes it and collects
+// garbage: until then every runner discards it and rebuilds, never uses it.
 func (c *Cache) discard(tag string, why error) error {
-	fmt.Fprintf(c.warn, "warning: cache registry %s: entry %s discarded, it will be rebuilt: %v\n", c.repo, tag, why)
+	fmt.Fprintf(c.warn, "warning: cache registry %s: entry %s discarded, it will be rebuilt (if this repeats, the registry holds a damaged blob: delete it there): %v\n", c.repo, tag, why)
 	return fmt.Errorf("%w: %s: %w", ErrCorrupt, tag, why)
 }
 
