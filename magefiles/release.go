@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"time"
 
 	"github.com/halvm/halvm-release/internal/config"
 	"github.com/halvm/halvm-release/release"
@@ -70,9 +71,13 @@ func Release(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reg, err := config.CacheRegistry(os.Getenv, os.Stderr)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
-	_, err = release.Run(ctx, plan, release.Options{Lock: lock, PGPKey: config.PGPKey(os.Getenv), CosignKey: config.CosignKey(os.Getenv),
+	_, err = release.Run(ctx, plan, release.Options{CacheRegistry: reg, RebuildFrom: config.Get(os.Getenv, config.RebuildFromVar), Lock: lock, PGPKey: config.PGPKey(os.Getenv), CosignKey: config.CosignKey(os.Getenv),
 		RepoRoot: config.Get(os.Getenv, "HALVM_REPO_ROOT"), RepoURL: config.Get(os.Getenv, "HALVM_REPO_URL"), Registry: config.Get(os.Getenv, "HALVM_REGISTRY"),
 		Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}, Official: official, Keep: keep,
 		VerifyCache: config.VerifyCacheDir(os.Getenv, plan.CacheDir()), Log: os.Stderr})
@@ -96,10 +101,15 @@ func Plan(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reg, err := config.CacheRegistry(os.Getenv, os.Stderr)
+	if err != nil {
+		return err
+	}
 	for _, fl := range plan.Flavours() {
 		fmt.Printf("\ntoolchain %s:\n", fl)
 		c := release.ToolchainConfig(plan, lock, fl)
 		c.Mirror = m.Dir // which steps can run here counts the mirror's git sources
+		c.Registry = reg // a step in the shared cache is a hit
 		if err := toolchain.Plan(ctx, os.Stdout, c); err != nil {
 			return err
 		}
@@ -107,23 +117,73 @@ func Plan(ctx context.Context) error {
 	return nil
 }
 
-// Toolchain builds the toolchain of each flavour (HALVM_FLAVOURS) through the step cache.
+// Toolchain builds the toolchain of each selected flavour in each selected layout (HALVM_FLAVOURS x HALVM_LAYOUTS) through the step cache.
 //
-// Against the real lock on a machine that cannot reach the upstream hosts it
-// fails before the first step, saying what is unreachable and the remedy.
+// These are the CI matrix's cells: with HALVM_CACHE_REGISTRY every step
+// built is pushed to the shared cache (and every step found there is
+// pulled instead of built); each cell prints the bytes it pushed and
+// pulled. Against the real lock on a machine that cannot reach the
+// upstream hosts it fails before the first step, saying what is
+// unreachable and the remedy.
 func Toolchain(ctx context.Context) error {
 	plan, lock, err := config.Plan(os.Getenv)
 	if err != nil {
 		return err
 	}
-	for _, fl := range plan.Flavours() {
-		c := release.ToolchainConfig(plan, lock, fl)
-		c.Log = os.Stderr
-		res, err := toolchain.Build(ctx, c)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("toolchain %s: %s (manifest %s)\n", fl, res.StageDir, filepath.Base(res.Manifest))
+	layouts, err := config.Layouts(os.Getenv)
+	if err != nil {
+		return err
 	}
-	return nil
+	reg, err := config.CacheRegistry(os.Getenv, os.Stderr)
+	if err != nil {
+		return err
+	}
+	m, err := config.MirrorFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	cells, err := release.BuildCells(ctx, plan, release.Options{Lock: lock, CacheRegistry: reg, Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}, Log: os.Stderr}, layouts)
+	for _, c := range cells {
+		fmt.Printf("toolchain %s (%s layout): %s (manifest %s), %d steps ran, %d restored (%d from the shared cache), %d bytes pushed, %d pulled, %s\n",
+			c.Flavour, c.Layout, c.Result.StageDir, filepath.Base(c.Result.Manifest), len(c.Result.Ran), len(c.Result.Restored), len(c.Result.Pulled), c.Pushed, c.Pulled, c.Duration.Round(time.Millisecond))
+	}
+	if reg != nil {
+		fmt.Println(reg.Summary())
+	}
+	return err
+}
+
+// Rebuild runs the independent reproducibility rebuild into HALVM_OUT: the CI's rebuild job, beside the toolchain cells.
+//
+// The same rebuild verify runs (a separate process without network, a
+// fresh step cache, varied conditions), from the lock and the inputs in
+// HALVM_CACHE/inputs only (run `go run mage.go sources` first); it needs
+// the archive signing key (signed packages are reproduced with it). It
+// never reads the shared cache: it refuses to run with
+// HALVM_CACHE_REGISTRY set. A release then compares with it:
+// HALVM_REBUILD_FROM=<this HALVM_OUT> go run mage.go release.
+func Rebuild(ctx context.Context) error {
+	plan, lock, err := config.Plan(os.Getenv)
+	if err != nil {
+		return err
+	}
+	reg, err := config.CacheRegistry(os.Getenv, os.Stderr)
+	if err != nil {
+		return err
+	}
+	m, err := config.MirrorFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	err = release.RebuildIndependently(ctx, plan, release.Options{Lock: lock, PGPKey: config.PGPKey(os.Getenv), CosignKey: config.CosignKey(os.Getenv),
+		RepoRoot: config.Get(os.Getenv, "HALVM_REPO_ROOT"), RepoURL: config.Get(os.Getenv, "HALVM_REPO_URL"), CacheRegistry: reg,
+		Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}}, plan.OutDir())
+	if err == nil {
+		fmt.Printf("rebuild: %s (compare with it: %s=%s)\n", plan.OutDir(), config.RebuildFromVar, plan.OutDir())
+	}
+	return err
 }

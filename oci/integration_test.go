@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/halvm/halvm-release/internal/regcache/regtest"
 	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testenv"
 	"github.com/halvm/halvm-release/oci/baseimage"
@@ -79,45 +79,8 @@ func buildDeb(t *testing.T, dir, pkg, version, depends string) string {
 
 // startRegistry runs Debian's docker-registry on a free 127.0.0.1 port.
 func startRegistry(t *testing.T) (addr string, stop func()) {
-	t.Helper()
-	testenv.NeedCommand(t, "docker-registry", "docker-registry")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = l.Addr().String()
-	l.Close()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)), 0o644)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run.Run(ctx, run.Cmd{Args: []string{"docker-registry", "serve", cfg}, Env: run.BaseEnv()})
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("docker-registry did not come up on %s: %v (%v)", addr, err, <-done)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	t.Cleanup(stop)
-	return addr, stop
+	s := regtest.Start(t)
+	return s.Addr, s.Stop
 }
 
 func docker(t *testing.T, args ...string) string {

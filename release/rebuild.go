@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/config"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/run"
@@ -62,6 +64,12 @@ type rebuildRequest struct {
 // root (v.WorkDir), with the umask, time zone (TZ) and locale of v, another
 // HOME, USER, LOGNAME and TMPDIR, its environment in reverse order and,
 // with v.NoNetwork, no network at all (unshare --net).
+// It never reads the shared cache (HALVM_CACHE_REGISTRY, o.CacheRegistry):
+// its step cache is fresh and the only thing it shares is the input cache,
+// whose every file is verified by its pinned sha256; the child's
+// environment (rebuildEnv) never carries the variable, and the child
+// refuses to start if it finds it. A poisoned shared cache therefore makes
+// the release's artifacts differ from the rebuild's, and verify fails.
 // The repositories are staged under outDir/repos on top of copies of the
 // publications the release's own extended (from), as the release staged
 // them on top of the live ones; its ledger is
@@ -97,23 +105,13 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 			return err
 		}
 	}
-	// No private key reaches the rebuild: the archive public key and the
-	// release's own signed publications, whose signatures it reuses where
-	// they verify over its bytes.
-	if len(from.ArchiveKey) == 0 || len(from.Signed) == 0 {
-		return errors.New("the rebuild needs the archive public key and the release's signed publications (it never holds a private key)")
-	}
-	pubFile := outDir + ".archive-key.pgp"
-	if err := os.WriteFile(pubFile, from.ArchiveKey, 0o644); err != nil {
-		return fmt.Errorf("preparing the rebuild: %w", err)
-	}
-	var signed []string
-	for _, d := range from.Signed {
-		signed = append(signed, absPath(d))
+	key, err := rebuildKey(outDir, o, from)
+	if err != nil {
+		return err
 	}
 	rq := rebuildRequest{Version: p.Version(), Release: p.Release(), Flavours: p.Flavours(), Epoch: p.Epoch().Unix(),
 		LockPath: lockPath, OutDir: outDir, CacheDir: cache, WorkDir: absPath(v.WorkDir), Umask: v.Umask,
-		RepoRoot: filepath.Join(outDir, "repos"), RepoURL: o.RepoURL, PGPKey: pgp.KeySource{PublicFile: pubFile, SignaturesFrom: signed},
+		RepoRoot: filepath.Join(outDir, "repos"), RepoURL: o.RepoURL, PGPKey: key,
 		MirrorDir: o.Sources.MirrorDir, MirrorMap: o.Sources.MirrorMap, Debs: o.Sources.DebArchives, AptRoot: o.Sources.AptRoot}
 	b, err := json.Marshal(rq)
 	if err != nil {
@@ -123,7 +121,7 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 	if err := os.WriteFile(reqPath, b, 0o600); err != nil {
 		return err
 	}
-	exe, err := buildRebuildProgram(ctx, outDir+".bin")
+	exe, err := buildProgram(ctx, outDir+".bin", RebuildProgram)
 	if err != nil {
 		return err
 	}
@@ -162,26 +160,69 @@ func rebuildEnv(v Variation, home, tmp string) []string {
 		env = append(env, "TZ="+v.TZ)
 	}
 	env = append(env, v.Env...)
+	// Never the shared cache, whatever the variation says.
+	kept := env[:0]
+	for _, e := range env {
+		if !strings.HasPrefix(e, config.CacheRegistryVar+"=") {
+			kept = append(kept, e)
+		}
+	}
+	env = kept
 	sort.Sort(sort.Reverse(sort.StringSlice(env)))
 	return env
 }
 
-// buildRebuildProgram compiles cmd/halvm-rebuild from the module this
-// process runs in (the current directory must be inside the checkout, as
-// it is for `go run mage.go` and the tests) into dir.
-func buildRebuildProgram(ctx context.Context, dir string) (string, error) {
+// rebuildKey is what the rebuild signs with. Rebuilding a release (verify,
+// anyone's `go run mage.go verify`): no private key, the archive public key
+// and the release's own signed publications, whose signatures it reuses
+// where they verify over its bytes (pgp.PublishedSignatures). The only
+// exception is the independent rebuild of a CI release graph
+// (RebuildIndependently), which runs beside the toolchain cells before the
+// release exists, so there is nothing published to reuse: it signs with
+// the archive key from a file (o.PGPKey.File; never a key held in a
+// variable, which would have to travel in the child's environment).
+func rebuildKey(outDir string, o Options, from checks.Publications) (pgp.KeySource, error) {
+	if len(from.ArchiveKey) > 0 && len(from.Signed) > 0 {
+		pubFile := outDir + ".archive-key.pgp"
+		if err := os.WriteFile(pubFile, from.ArchiveKey, 0o644); err != nil {
+			return pgp.KeySource{}, fmt.Errorf("preparing the rebuild: %w", err)
+		}
+		var signed []string
+		for _, d := range from.Signed {
+			signed = append(signed, absPath(d))
+		}
+		return pgp.KeySource{PublicFile: pubFile, SignaturesFrom: signed}, nil
+	}
+	if from.Independent && o.PGPKey.File != "" && o.PGPKey.Env == "" && o.PGPKey.PassphraseEnv == "" {
+		k := pgp.KeySource{File: absPath(o.PGPKey.File)}
+		if o.PGPKey.PassphraseFile != "" {
+			k.PassphraseFile = absPath(o.PGPKey.PassphraseFile)
+		}
+		return k, nil
+	}
+	if from.Independent {
+		return pgp.KeySource{}, errors.New("the independent rebuild signs with the archive key from a file: set HALVM_PGP_KEY_FILE (and HALVM_PGP_PASSPHRASE_FILE), not the key in a variable")
+	}
+	return pgp.KeySource{}, errors.New("the rebuild needs the archive public key and the release's signed publications (it never holds a private key)")
+}
+
+// buildProgram compiles one of this module's programs (pkg, e.g.
+// RebuildProgram) from the checkout this process runs in (the current
+// directory must be inside it, as it is for `go run mage.go` and the
+// tests) into dir, and returns its path.
+func buildProgram(ctx context.Context, dir, pkg string) (string, error) {
 	goEnv := run.BaseEnv(run.Inherit("GOPATH", "GOMODCACHE", "GOCACHE", "GOROOT", "GOFLAGS", "GOPROXY", "GOTOOLCHAIN", "GOENV", "XDG_CACHE_HOME")...)
 	mod, err := run.Output(ctx, run.Cmd{Args: []string{"go", "env", "GOMOD"}, Env: goEnv})
 	if err != nil {
-		return "", fmt.Errorf("the rebuild builds %s with the Go toolchain: %w", RebuildProgram, err)
+		return "", fmt.Errorf("building %s with the Go toolchain: %w", pkg, err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(mod)))
 	if !filepath.IsAbs(root) {
-		return "", fmt.Errorf("the rebuild builds %s from the halvm-release checkout: run from inside it (go env GOMOD says %q)", RebuildProgram, strings.TrimSpace(string(mod)))
+		return "", fmt.Errorf("building %s from the halvm-release checkout: run from inside it (go env GOMOD says %q)", pkg, strings.TrimSpace(string(mod)))
 	}
-	exe := filepath.Join(dir, "halvm-rebuild")
-	if err := run.Run(ctx, run.Cmd{Args: []string{"go", "build", "-o", exe, RebuildProgram}, Dir: root, Env: goEnv}); err != nil {
-		return "", fmt.Errorf("building the rebuild program %s: %w", RebuildProgram, err)
+	exe := filepath.Join(dir, path.Base(pkg))
+	if err := run.Run(ctx, run.Cmd{Args: []string{"go", "build", "-o", exe, pkg}, Dir: root, Env: goEnv}); err != nil {
+		return "", fmt.Errorf("building the program %s: %w", pkg, err)
 	}
 	return exe, nil
 }
@@ -198,6 +239,9 @@ func RebuildChild(ctx context.Context, reqPath string, lookup func(string) (stri
 	var rq rebuildRequest
 	if err := json.Unmarshal(b, &rq); err != nil {
 		return fmt.Errorf("the request %s: %w", reqPath, err)
+	}
+	if _, ok := lookup(config.CacheRegistryVar); ok {
+		return fmt.Errorf("%s is set: the reproducibility rebuild never reads the shared cache (it answers a poisoned one)", config.CacheRegistryVar)
 	}
 	syscall.Umask(rq.Umask)
 	lock, err := pins.LoadFile(rq.LockPath)
@@ -220,7 +264,8 @@ func RebuildChild(ctx context.Context, reqPath string, lookup func(string) (stri
 	fmt.Fprintf(log, "rebuild: pid %d, umask %04o, TZ=%s, HOME=%s, build root %s\n", os.Getpid(), rq.Umask, tz, home, rq.WorkDir)
 	_, err = Run(ctx, p, Options{Lock: lock, PGPKey: rq.PGPKey, RepoRoot: rq.RepoRoot, RepoURL: rq.RepoURL,
 		Sources: sources.Options{MirrorDir: rq.MirrorDir, MirrorMap: rq.MirrorMap, DebArchives: rq.Debs, AptRoot: rq.AptRoot}, Log: log,
-		skipRequired: true})
+		// Never the shared cache: the rebuild is what answers a poisoned one.
+		CacheRegistry: nil, skipRequired: true})
 	return err
 }
 

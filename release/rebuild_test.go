@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -11,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/config"
 	"github.com/halvm/halvm-release/internal/pgp"
+	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/regcache"
 	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testpkg"
 	"github.com/halvm/halvm-release/repos"
@@ -139,7 +143,7 @@ func TestRebuildEnvCarriesNoKeys(t *testing.T) {
 // request.
 func TestRebuildProgram(t *testing.T) {
 	ctx := context.Background()
-	exe, err := buildRebuildProgram(ctx, t.TempDir())
+	exe, err := buildProgram(ctx, t.TempDir(), RebuildProgram)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,5 +159,54 @@ func TestRebuildProgram(t *testing.T) {
 	err = run.Run(ctx, run.Cmd{Args: []string{exe, bad}, Env: run.BaseEnv()})
 	if !errors.As(err, &re) || re.Exit != 1 || !strings.Contains(re.Stderr, "rebuild: the request "+bad) {
 		t.Errorf("with a malformed request: %v", err)
+	}
+}
+
+// TestRebuildNeverGetsTheSharedCache: the rebuild child's environment
+// never carries HALVM_CACHE_REGISTRY (set in the parent or in the
+// variation), and a child that finds it refuses to run.
+func TestRebuildNeverGetsTheSharedCache(t *testing.T) {
+	t.Setenv(config.CacheRegistryVar, "127.0.0.1:5000/halvm/cache")
+	env := rebuildEnv(Variation{User: "rebuild", Env: []string{config.CacheRegistryVar + "=127.0.0.1:5000/x", "LC_ALL=C.UTF-8"}}, "/h", "/t")
+	for _, e := range env {
+		if strings.HasPrefix(e, config.CacheRegistryVar) {
+			t.Errorf("the rebuild's environment carries %s", e)
+		}
+	}
+	req := filepath.Join(t.TempDir(), "req.json")
+	if err := os.WriteFile(req, []byte(`{}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lookup := func(k string) (string, bool) {
+		if k == config.CacheRegistryVar {
+			return "127.0.0.1:5000/halvm/cache", true
+		}
+		return "", false
+	}
+	if err := RebuildChild(context.Background(), req, lookup, io.Discard); err == nil || !strings.Contains(err.Error(), config.CacheRegistryVar) {
+		t.Errorf("a rebuild child with HALVM_CACHE_REGISTRY set: %v", err)
+	}
+}
+
+// TestAdoptRebuild: a verification given a finished independent rebuild
+// (HALVM_REBUILD_FROM) compares with it; a directory without one fails
+// naming the remedy; the independent rebuild refuses the shared cache.
+func TestAdoptRebuild(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(t.TempDir(), "rebuild-dist")
+	adopt := adoptRebuild(dir)
+	if err := adopt(context.Background(), out, checks.Variation{}, checks.Publications{}); err == nil || !strings.Contains(err.Error(), "go run mage.go rebuild") {
+		t.Fatalf("no ledger: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "ledger.json"), []byte(`{}`), 0o644)
+	if err := adopt(context.Background(), out, checks.Variation{}, checks.Publications{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "ledger.json")); err != nil || string(b) != `{}` {
+		t.Fatalf("the check does not see the rebuild: %q %v", b, err)
+	}
+	reg, _ := regcache.New("127.0.0.1:5000/halvm/cache", nil)
+	if err := RebuildIndependently(context.Background(), pipeline.Plan{}, Options{CacheRegistry: reg}, t.TempDir()); err == nil || !strings.Contains(err.Error(), config.CacheRegistryVar) {
+		t.Fatalf("the independent rebuild with a shared cache: %v", err)
 	}
 }

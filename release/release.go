@@ -18,6 +18,7 @@ import (
 
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/regcache"
 	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/repos"
@@ -42,6 +43,14 @@ type Options struct {
 	// VerifyCache is the verification's download cache (HALVM_VERIFY_CACHE);
 	// "" is <cache>/verify.
 	VerifyCache string
+	// CacheRegistry, when set, is the shared cache (HALVM_CACHE_REGISTRY)
+	// behind the local input and toolchain step caches. The
+	// reproducibility rebuild never gets it (see Rebuild).
+	CacheRegistry *regcache.Cache
+	// RebuildFrom, when set, is a finished independent rebuild
+	// (RebuildIndependently's outDir, HALVM_REBUILD_FROM) the verification
+	// compares with, instead of rebuilding itself.
+	RebuildFrom string
 
 	// breakStage, set by tests, makes the named stage fail deliberately.
 	breakStage string

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/hostreq"
@@ -74,6 +75,7 @@ func (r *runner) sourcesOptions(p pipeline.Plan, l *pipeline.Ledger) sources.Opt
 	o.CacheDir = filepath.Join(p.CacheDir(), "inputs")
 	o.Ledger = l
 	o.RefuseGaps = r.o.Official // an official release refuses any gap
+	o.Registry = r.o.CacheRegistry
 	return o
 }
 
@@ -101,13 +103,14 @@ func (r *runner) toolchain(ctx context.Context, p pipeline.Plan, l *pipeline.Led
 	}
 	defer logFile.Close()
 	log := &progressWriter{file: logFile, progress: r.o.Log}
+	if reg := r.o.CacheRegistry; reg != nil {
+		defer func() { fmt.Fprintf(log, "toolchain: %s\n", reg.Summary()) }()
+	}
 	for _, fl := range p.Flavours() {
 		for _, f := range packaging.Formats {
-			c := r.toolchainConfig(p, fl, f)
-			c.Log = log
-			res, err := toolchain.Build(ctx, c)
+			res, err := r.buildCell(ctx, p, fl, f, log)
 			if err != nil {
-				return fmt.Errorf("toolchain %s (%s layout): %w (full log: %s)", fl, f, err, logPath)
+				return fmt.Errorf("%w (full log: %s)", err, logPath)
 			}
 			if r.trees[fl] == nil {
 				r.trees[fl] = map[string]string{}
@@ -123,6 +126,55 @@ func (r *runner) toolchain(ctx context.Context, p pipeline.Plan, l *pipeline.Led
 	return nil
 }
 
+// Cell is one toolchain build of a CI matrix: a flavour in a layout.
+type Cell struct {
+	Flavour        string
+	Layout         packaging.Format
+	Result         *toolchain.Result
+	Pushed, Pulled int64 // bytes to and from the shared cache
+	Duration       time.Duration
+}
+
+// BuildCells builds the toolchain of each of the plan's flavours in each
+// of layouts (HALVM_FLAVOURS x HALVM_LAYOUTS: `go run mage.go toolchain`,
+// one CI cell per pair) exactly as the release's toolchain stage does,
+// through the local step cache and, with o.CacheRegistry, the shared one,
+// which receives every step built.
+func BuildCells(ctx context.Context, p pipeline.Plan, o Options, layouts []packaging.Format) ([]Cell, error) {
+	r := &runner{o: o}
+	var cells []Cell
+	for _, fl := range p.Flavours() {
+		for _, f := range layouts {
+			var pushed, pulled int64
+			if o.CacheRegistry != nil {
+				pushed, pulled = o.CacheRegistry.Pushed(), o.CacheRegistry.Pulled()
+			}
+			start := time.Now()
+			res, err := r.buildCell(ctx, p, fl, f, o.Log)
+			if err != nil {
+				return cells, err
+			}
+			c := Cell{Flavour: fl, Layout: f, Result: res, Duration: time.Since(start)}
+			if o.CacheRegistry != nil {
+				c.Pushed, c.Pulled = o.CacheRegistry.Pushed()-pushed, o.CacheRegistry.Pulled()-pulled
+			}
+			cells = append(cells, c)
+		}
+	}
+	return cells, nil
+}
+
+// buildCell builds the toolchain of one flavour in one layout (a CI cell).
+func (r *runner) buildCell(ctx context.Context, p pipeline.Plan, flavour string, f packaging.Format, log io.Writer) (*toolchain.Result, error) {
+	c := r.toolchainConfig(p, flavour, f)
+	c.Log = log
+	res, err := toolchain.Build(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("toolchain %s (%s layout): %w", flavour, f, err)
+	}
+	return res, nil
+}
+
 func (r *runner) toolchainConfig(p pipeline.Plan, flavour string, f packaging.Format) toolchain.Config {
 	return toolchain.Config{
 		Lock: r.o.Lock, Flavour: flavour, Epoch: p.Epoch(),
@@ -131,6 +183,7 @@ func (r *runner) toolchainConfig(p pipeline.Plan, flavour string, f packaging.Fo
 		FileCacheDir: filepath.Join(p.CacheDir(), "inputs"),
 		OutDir:       filepath.Join(p.OutDir(), "toolchain", string(f)),
 		LibDir:       formatLibDirs[f], Mirror: r.o.Sources.MirrorDir, Log: r.o.Log,
+		Registry: r.o.CacheRegistry,
 	}
 }
 

@@ -148,6 +148,9 @@ func VerifyBuiltWith(ctx context.Context, vc config.Verification, progress io.Wr
 			return Rebuild(ctx, plan, o, outDir, v, from)
 		}
 	}
+	if dir := vc.RebuildFrom; dir != "" {
+		c.Rebuild = adoptRebuild(dir)
+	}
 	scratch, err := os.MkdirTemp("", "halvm-verify-")
 	if err != nil {
 		return err

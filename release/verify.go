@@ -33,6 +33,9 @@ func (r *runner) verify(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger
 			return Rebuild(ctx, p, r.o, outDir, v, from)
 		},
 	}
+	if r.o.RebuildFrom != "" {
+		cfg.Rebuild = adoptRebuild(r.o.RebuildFrom)
+	}
 	for _, s := range p.Skipped() {
 		why, _ := p.SkipReason(s)
 		cfg.Skipped[s] = why

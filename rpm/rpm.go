@@ -18,7 +18,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/halvm/halvm-release/internal/detgzip"
 	"io"
 	"io/fs"
 	"net/url"
@@ -29,6 +28,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/halvm/halvm-release/internal/detgzip"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
@@ -157,11 +158,14 @@ func write(dst string, pkgPaths []string, key *pgp.Key, opts Options) error {
 	if key == nil {
 		problems = append(problems, "no signing key: load the archive key (the repository and its packages must be signed by it)")
 	} else {
-		el, err := openpgp.ReadKeyRing(bytes.NewReader(key.PublicBinary()))
+		// The packages must be signed by the key (a rebuild's key also
+		// accepts its throwaway key's signatures on what differs: see
+		// pgp.PublishedSignatures).
+		kr, err := pgp.ReadKeyring(key.VerificationKeys())
 		if err != nil {
 			return fmt.Errorf("reading the signing key's public half: %w", err)
 		}
-		keys = el
+		keys = kr.Entities()
 		if !o.Epoch.IsZero() && o.Epoch.Before(key.Created()) {
 			problems = append(problems, fmt.Sprintf("signing key %s was created at %s, after the epoch %s: signatures would predate the key",
 				key.Fingerprint(), key.Created().Format(time.RFC3339), o.Epoch.UTC().Format(time.RFC3339)))

@@ -108,6 +108,10 @@ func (o Options) fetchBlob(ctx context.Context, b blob) (FileResult, error) {
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 		return res, fmt.Errorf("fetching %s: %w", b.what, err)
 	}
+	if size, ok := o.pullShared(ctx, b, final); ok {
+		res.Size, res.Cached = size, true
+		return res, nil
+	}
 	tmp, err := os.CreateTemp(tmpDir, b.sha256+".partial-*")
 	if err != nil {
 		return res, fmt.Errorf("fetching %s: %w", b.what, err)
@@ -144,7 +148,29 @@ func (o Options) fetchBlob(ctx context.Context, b blob) (FileResult, error) {
 		return res, fmt.Errorf("fetching %s: %w", b.what, err)
 	}
 	res.Size = n
+	if o.Registry != nil {
+		// A failure is warned about by the registry cache; the local copy stands.
+		_ = o.Registry.PushInput(ctx, b.sha256, n, b.what, final)
+	}
 	return res, nil
+}
+
+// pullShared fetches b from the shared input cache into final, verified
+// against the lock's size and sha256 like a download; anything else is
+// removed and the input is downloaded instead.
+func (o Options) pullShared(ctx context.Context, b blob, final string) (int64, bool) {
+	if o.Registry == nil {
+		return 0, false
+	}
+	if found, err := o.Registry.PullInput(ctx, b.sha256, final); err != nil || !found {
+		return 0, false
+	}
+	size, sum, err := fsutil.HashFile(final)
+	if err != nil || sum != b.sha256 || (b.size != 0 && size != b.size) {
+		os.Remove(final)
+		return 0, false
+	}
+	return size, os.Chmod(final, 0o444) == nil
 }
 
 // maxUnsized bounds the download of a file pinned by sha256 only (its size

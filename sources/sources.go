@@ -39,6 +39,7 @@ import (
 	"strings"
 
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/regcache"
 	"github.com/halvm/halvm-release/pins"
 )
 
@@ -67,6 +68,11 @@ type Options struct {
 	// RefuseGaps (an official release) refuses a lock with any pending
 	// pin before anything is fetched.
 	RefuseGaps bool
+	// Registry, when set, is the shared input cache (HALVM_CACHE_REGISTRY)
+	// behind CacheDir: a file or package missing locally is pulled from it
+	// by sha256 (and verified like a download) before any download, and
+	// every verified download is pushed to it.
+	Registry *regcache.Cache
 }
 
 // Result is what a fetch produced.

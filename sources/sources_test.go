@@ -17,6 +17,8 @@ import (
 
 	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/regcache"
+	"github.com/halvm/halvm-release/internal/regcache/regtest"
 	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testenv"
 	"github.com/halvm/halvm-release/pins"
@@ -720,5 +722,39 @@ func TestDeadURLsRewritten(t *testing.T) {
 	}
 	if got := gitOut(t, filepath.Join(dest, "halvm-ghc", "libraries", "array"), "rev-parse", "HEAD"); got != fx.u.Commits[sample.RepoArray] {
 		t.Errorf("array HEAD %s", got)
+	}
+}
+
+// TestSharedInputCache: a file fetched by one runner is pushed to the
+// registry (docker-registry) by its sha256; another runner with an empty
+// local cache and the origin gone gets it from there, verified.
+func TestSharedInputCache(t *testing.T) {
+	srv := regtest.Start(t)
+	fx := newFixture(t, sample.Options{})
+	bindist := fx.bindist(t)
+	ctx := context.Background()
+	reg := func() *regcache.Cache {
+		c, err := regcache.New(srv.Addr+"/halvm/cache", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := fx.opts()
+	a.Registry = reg()
+	if _, err := sources.FetchFile(ctx, bindist, a); err != nil {
+		t.Fatal(err)
+	}
+	if a.Registry.Pushed() < bindist.Size {
+		t.Fatalf("pushed %d bytes, want the %d-byte bindist", a.Registry.Pushed(), bindist.Size)
+	}
+	fx.takeOriginAway(t)
+	b := sources.Options{CacheDir: t.TempDir(), DebArchives: map[string]string{}, Registry: reg()}
+	res, err := sources.FetchFile(ctx, bindist, b)
+	if err != nil {
+		t.Fatalf("origin gone, empty local cache: %v", err)
+	}
+	if _, sum, _ := fsutil.HashFile(res.Path); sum != bindist.SHA256 || b.Registry.Pulled() < bindist.Size {
+		t.Fatalf("pulled %s (%d bytes counted), want the pinned bindist", sum, b.Registry.Pulled())
 	}
 }

@@ -3,6 +3,7 @@ package toolchain
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/regcache"
 	"github.com/halvm/halvm-release/internal/run"
 )
 
@@ -22,12 +24,15 @@ type Status struct {
 	Key    string
 	Hit    bool
 	Reason string // why it misses; "" on a hit
+	Shared bool   // a hit in the shared registry cache only
 }
 
-// Statuses returns every step's cache status.
+// Statuses returns every step's cache status: the local cache first, then
+// the shared registry cache (Config.Registry).
 func (r *Recipe) Statuses() []Status {
 	keys, comps := r.Keys()
-	c := stepCache{dir: filepath.Join(r.Config.CacheDir, "steps")}
+	c := r.stepCache()
+	ctx := context.Background()
 	var out []Status
 	for _, s := range r.Steps {
 		st := Status{Step: s.Name, Key: keys[s.Name]}
@@ -37,6 +42,8 @@ func (r *Recipe) Statuses() []Status {
 			st.Hit = true
 		case c.has(st.Key):
 			st.Hit = true
+		case c.shared(ctx, st.Key):
+			st.Hit, st.Shared = true, true
 		default:
 			st.Reason = c.missReason(r.Flavour.Name, s.Name, comps[s.Name])
 		}
@@ -52,6 +59,10 @@ type Result struct {
 	Manifest string // the tree manifest file (in Config.OutDir)
 	Ran      []string
 	Restored []string
+	Pulled   []string // steps restored from the shared registry cache
+	// Discarded are the shared cache entries that did not match their
+	// digests: each step was built instead, and the warning says so.
+	Discarded []string
 }
 
 // Record adds the tree manifest to the ledger (path relative to outDir).
@@ -81,12 +92,21 @@ func Build(ctx context.Context, c Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Every step in the cache: nothing to build, nothing to fetch.
+	fetch := func(ctx context.Context) error {
+		if _, err := Fetch(ctx, c); err != nil {
+			return fmt.Errorf("building toolchain %s: %w", c.Flavour, err)
+		}
+		return nil
+	}
+	// Every step in a cache: nothing to build, nothing to fetch (unless a
+	// shared entry is discarded: then Run fetches).
+	r.fetchLate = fetch
 	for _, st := range r.Statuses() {
 		if !st.Hit {
-			if _, err := Fetch(ctx, c); err != nil {
-				return nil, fmt.Errorf("building toolchain %s: %w", c.Flavour, err)
+			if err := fetch(ctx); err != nil {
+				return nil, err
 			}
+			r.fetchLate = nil
 			break
 		}
 	}
@@ -110,11 +130,14 @@ func (r *Recipe) Run(ctx context.Context) (*Result, error) {
 	res := &Result{Flavour: r.Flavour.Name, StageDir: r.StageDir()}
 	keys, comps := r.Keys()
 	statuses := r.Statuses()
-	cache := stepCache{dir: filepath.Join(r.Config.CacheDir, "steps")}
-	allHit := true
-	for _, st := range statuses {
-		if !st.Hit {
-			allHit = false
+	cache := r.stepCache()
+	allHit, err := r.pullShared(ctx, cache, statuses, res)
+	if err != nil {
+		return res, fmt.Errorf("building toolchain %s: %w", r.Flavour.Name, err)
+	}
+	if !allHit && r.fetchLate != nil {
+		if err := r.fetchLate(ctx); err != nil {
+			return res, err
 		}
 	}
 	for i, s := range r.Steps {
@@ -142,6 +165,9 @@ func (r *Recipe) Run(ctx context.Context) (*Result, error) {
 			}
 			r.logf("toolchain %s: step %s: cache hit", r.Flavour.Name, s.Name)
 			res.Restored = append(res.Restored, s.Name)
+			if cache.remote != nil && !st.Shared && !cache.shared(ctx, key) {
+				r.pushStep(ctx, cache, key, s.Name)
+			}
 		}
 	}
 	if err := r.finish(res); err != nil {
@@ -227,7 +253,57 @@ func (r *Recipe) runStep(ctx context.Context, s Step, key string, comps []compon
 	if err := cache.snapshot(key, s, comps, before); err != nil {
 		return fmt.Errorf("storing in the step cache: %w", err)
 	}
+	r.pushStep(ctx, cache, key, s.Name)
 	return cache.recordLast(r.Flavour.Name, s.Name, comps)
+}
+
+// pushStep writes a step's entry to the shared cache too. A failure never
+// fails the build: the registry cache warned once, the local cache has it.
+func (r *Recipe) pushStep(ctx context.Context, cache stepCache, key, step string) {
+	if err := cache.push(ctx, key, step); err != nil && cache.remote.Down() == nil {
+		r.logf("toolchain %s: step %s: not pushed to the shared cache: %v", r.Flavour.Name, step, err)
+	}
+}
+
+// pullShared copies the shared cache entries the build will restore into
+// the local cache, before any step runs. An entry that is discarded (its
+// content does not match its digest) or that the registry can no longer
+// give turns its step into a miss, which can widen what the build needs:
+// it repeats until nothing changes. It returns whether every step hits.
+func (r *Recipe) pullShared(ctx context.Context, cache stepCache, statuses []Status, res *Result) (bool, error) {
+	for {
+		allHit := true
+		for _, st := range statuses {
+			allHit = allHit && st.Hit
+		}
+		changed := false
+		for i, s := range r.Steps {
+			st := &statuses[i]
+			if !st.Shared || !st.Hit || (allHit && s.Root != r.StageDir()) {
+				continue
+			}
+			found, err := cache.pull(ctx, st.Key)
+			switch {
+			case err != nil && errors.Is(err, regcache.ErrCorrupt):
+				st.Hit, st.Shared, st.Reason = false, false, "shared cache entry discarded: "+err.Error()
+				res.Discarded = append(res.Discarded, s.Name)
+				r.logf("toolchain %s: step %s: the shared cache entry was discarded (%v): building it", r.Flavour.Name, s.Name, err)
+			case err != nil:
+				return false, fmt.Errorf("pulling step %s from the shared cache: %w", s.Name, err)
+			case !found:
+				st.Hit, st.Shared, st.Reason = false, false, "the shared cache no longer gives it"
+			default:
+				st.Shared = false // local now
+				res.Pulled = append(res.Pulled, s.Name)
+				r.logf("toolchain %s: step %s: pulled from the shared cache", r.Flavour.Name, s.Name)
+				continue
+			}
+			changed = true
+		}
+		if !changed {
+			return allHit, nil
+		}
+	}
 }
 
 // finish normalizes the staged tree, refuses build-path leaks and writes

@@ -3,6 +3,7 @@ package toolchain
 import (
 	"archive/tar"
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,11 +12,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/halvm/halvm-release/internal/fsutil"
+	"github.com/halvm/halvm-release/internal/regcache"
 )
 
 // cacheFormat changes whenever the meaning of a key or snapshot changes.
@@ -27,16 +30,22 @@ type component struct{ Name, Value string }
 // components lists everything that can change a step's output: the step
 // itself (commands, directories, Go actions), the environment, the host
 // tools, its declared inputs and the keys of the steps it depends on.
+//
+// Where this machine keeps its caches is not part of a key: an input is
+// named by its sha256 (its own component), and the same step reads it from
+// whichever local cache a runner has, so runners with their caches in
+// different places share entries through the registry.
 func (r *Recipe) components(s Step, keys map[string]string) []component {
+	local := r.cachePaths()
 	c := []component{{"format", cacheFormat}, {"step", s.Name}, {"root", s.Root}, {"fresh", fmt.Sprint(s.Fresh)}}
 	for i, a := range s.Pre {
-		c = append(c, component{fmt.Sprintf("pre-action %d", i+1), a.Doc})
+		c = append(c, component{fmt.Sprintf("pre-action %d", i+1), local.Replace(a.Doc)})
 	}
 	for i, cmd := range s.Commands {
-		c = append(c, component{fmt.Sprintf("command %d", i+1), "cd " + cmd.Dir + " && " + shellQuote(cmd.Args) + " expect " + cmd.Expect})
+		c = append(c, component{fmt.Sprintf("command %d", i+1), local.Replace("cd " + cmd.Dir + " && " + shellQuote(cmd.Args) + " expect " + cmd.Expect)})
 	}
 	for i, a := range s.Post {
-		c = append(c, component{fmt.Sprintf("action %d", i+1), a.Doc})
+		c = append(c, component{fmt.Sprintf("action %d", i+1), local.Replace(a.Doc)})
 	}
 	for i, o := range s.Outputs {
 		c = append(c, component{fmt.Sprintf("output %d", i+1), o})
@@ -52,6 +61,37 @@ func (r *Recipe) components(s Step, keys map[string]string) []component {
 		c = append(c, component{"step " + d, keys[d]})
 	}
 	return c
+}
+
+// cachePaths replaces the local cache directories in a key's components
+// by placeholders: a directory is replaced only as a whole path (followed
+// by "/", a separator or the end), the longer first (the input cache may
+// lie inside the other).
+func (r *Recipe) cachePaths() pathReplacer {
+	var pr pathReplacer
+	for _, d := range []struct{ path, name string }{{r.Config.FileCacheDir, "<input cache>"}, {r.Config.CacheDir, "<cache>"}} {
+		if d.path != "" {
+			pr = append(pr, pathRule{regexp.MustCompile(regexp.QuoteMeta(d.path) + `(/|$|[\s'"=:;,)])`), d.name + "$1", len(d.path)})
+		}
+	}
+	sort.SliceStable(pr, func(i, j int) bool { return pr[i].n > pr[j].n })
+	return pr
+}
+
+type pathRule struct {
+	re   *regexp.Regexp
+	with string
+	n    int
+}
+
+type pathReplacer []pathRule
+
+// Replace applies every rule to s.
+func (pr pathReplacer) Replace(s string) string {
+	for _, r := range pr {
+		s = r.re.ReplaceAllString(s, r.with)
+	}
+	return s
 }
 
 func keyOf(c []component) string {
@@ -78,7 +118,52 @@ func (r *Recipe) Keys() (map[string]string, map[string][]component) {
 // changes a step made below its root, <dir>/<key>.json its metadata, and
 // <dir>/last/<flavour>/<step>.json the components of the last build of a
 // step, to explain a miss.
-type stepCache struct{ dir string }
+//
+// remote, when set, is the shared cache in an OCI registry behind it
+// (HALVM_CACHE_REGISTRY): read after the local cache, written with it.
+type stepCache struct {
+	dir    string
+	remote *regcache.Cache
+}
+
+// stepCache is the recipe's step cache.
+func (r *Recipe) stepCache() stepCache {
+	return stepCache{dir: filepath.Join(r.Config.CacheDir, "steps"), remote: r.Config.Registry}
+}
+
+// shared reports whether the registry holds key (never with no registry).
+func (c stepCache) shared(ctx context.Context, key string) bool {
+	return c.remote != nil && c.remote.HasStep(ctx, key)
+}
+
+// pull copies key's entry from the registry into the local cache. An
+// entry that does not match its digest is discarded (the registry cache
+// warned) and the error says so; found is false when the registry lacks
+// it or became unusable.
+func (c stepCache) pull(ctx context.Context, key string) (found bool, err error) {
+	meta, found, err := c.remote.PullStep(ctx, key, c.tarPath(key))
+	if err != nil || !found {
+		return false, err
+	}
+	var m snapshotMeta
+	if err := json.Unmarshal(meta, &m); err != nil {
+		os.Remove(c.tarPath(key))
+		return false, fmt.Errorf("%w: its metadata is not a step's: %w", regcache.ErrCorrupt, err)
+	}
+	return true, fsutil.WriteFileAtomic(c.metaPath(key), meta, 0o644)
+}
+
+// push copies key's local entry to the registry (no-op without one).
+func (c stepCache) push(ctx context.Context, key, step string) error {
+	if c.remote == nil {
+		return nil
+	}
+	meta, err := os.ReadFile(c.metaPath(key))
+	if err != nil {
+		return err
+	}
+	return c.remote.PushStep(ctx, key, step, meta, c.tarPath(key))
+}
 
 type snapshotMeta struct {
 	Step       string      `json:"step"`

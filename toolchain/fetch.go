@@ -40,7 +40,7 @@ var ErrInputsUnreachable = errors.New("pinned inputs are unreachable")
 // sourcesOptions are the options of package sources for this build: the
 // cache and, when set, the mirror directory.
 func (c Config) sourcesOptions() sources.Options {
-	return sources.Options{CacheDir: c.FileCacheDir, MirrorDir: c.Mirror}
+	return sources.Options{CacheDir: c.FileCacheDir, MirrorDir: c.Mirror, Registry: c.Registry}
 }
 
 // Fetch makes every input of the build available in the cache, verified

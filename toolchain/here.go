@@ -116,7 +116,7 @@ func (r *Recipe) RunSteps(ctx context.Context, names ...string) ([]StepRun, erro
 		}
 	}
 	keys, comps := r.Keys()
-	cache := stepCache{dir: filepath.Join(r.Config.CacheDir, "steps")}
+	cache := r.stepCache()
 	var out []StepRun
 	for _, s := range r.Steps {
 		if !want[s.Name] {

@@ -117,6 +117,8 @@ func (r *Recipe) WritePlan(w io.Writer, o PlanOptions) error {
 			switch {
 			case s.Recreate:
 				fmt.Fprintf(b, "  cache:   %s\n", st.Reason)
+			case st.Hit && st.Shared:
+				fmt.Fprintf(b, "  cache:   hit %s (in the shared cache registry)\n", st.Key[:16])
 			case st.Hit:
 				fmt.Fprintf(b, "  cache:   hit %s\n", st.Key[:16])
 			default:

@@ -63,6 +63,9 @@ type Recipe struct {
 	Env     []string
 	Inputs  InputPaths
 	Steps   []Step
+	// fetchLate is set by Build when it skipped the fetch because every
+	// step was in a cache: Run calls it if a shared entry is discarded.
+	fetchLate func(context.Context) error
 }
 
 // Paths of the recipe that other stages need.

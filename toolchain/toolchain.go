@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/regcache"
 	"github.com/halvm/halvm-release/pins"
 )
 
@@ -64,6 +65,10 @@ type Config struct {
 	// Mirror, when set, replaces the network: a directory or http(s) URL
 	// holding git/<source name>.git and files/<file name>.
 	Mirror string
+	// Registry, when set, is the shared step cache (HALVM_CACHE_REGISTRY)
+	// behind the local one: a step missing locally is pulled from it, and
+	// every step built (or found only locally) is pushed to it.
+	Registry *regcache.Cache
 	// Log receives the output of every step and one line per step; nil
 	// discards it.
 	Log io.Writer

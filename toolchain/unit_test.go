@@ -5,16 +5,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"github.com/halvm/halvm-release/internal/testenv"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/halvm/halvm-release/internal/testenv"
 
 	"github.com/halvm/halvm-release/pins"
 )
@@ -322,5 +324,28 @@ func TestReadManifest(t *testing.T) {
 		if _, err := ReadManifest(strings.NewReader("d 0755 ok/\n" + bad)); err == nil || !strings.Contains(err.Error(), "line 2") {
 			t.Errorf("%q: %v", bad, err)
 		}
+	}
+}
+
+// TestKeysIgnoreWhereTheCachesAre: the same recipe with its caches in
+// other places has the same keys (runners share entries through the
+// registry); a cache path that is a prefix of another path (…/b and
+// …/build) replaces only itself.
+func TestKeysIgnoreWhereTheCachesAre(t *testing.T) {
+	a := goldenRecipe(t, "halvm")
+	c := goldenConfig(t, "halvm")
+	c.CacheDir, c.FileCacheDir = "/elsewhere/cache", "/elsewhere/cache/inputs"
+	b, err := NewRecipe(c, Host{FilePrefixMap: true, Fingerprint: "golden"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka, _ := a.Keys()
+	kb, _ := b.Keys()
+	if ch := changedKeys(ka, kb); len(ch) != 0 {
+		t.Errorf("moving the caches changed the keys of %v", ch)
+	}
+	r := pathReplacer{{regexp.MustCompile(regexp.QuoteMeta("/x/b") + `(/|$|[\s'"=:;,)])`), "<cache>$1", 4}}
+	if got := r.Replace("cd /x/build && tar -xf /x/b/sha256/1 /x/b"); got != "cd /x/build && tar -xf <cache>/sha256/1 <cache>" {
+		t.Errorf("Replace = %q", got)
 	}
 }

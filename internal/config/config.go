@@ -16,7 +16,9 @@ import (
 	"github.com/halvm/halvm-release/internal/epoch"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/regcache"
 	"github.com/halvm/halvm-release/oci/cosign"
+	"github.com/halvm/halvm-release/packaging"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/repos"
 )
@@ -65,6 +67,9 @@ var Vars = []Var{
 	{"HALVM_VSA_KEY_FILE", "", "the verifier's own encrypted cosign key: `go run mage.go verify` then writes HALVM_OUT/verify.vsa.json, a signed SLSA verification summary"},
 	{"HALVM_VSA_PASSWORD_FILE", "", "file holding that key's password"},
 	{"HALVM_VERIFIER_ID", "https://github.com/halvm/halvm-release/verify", "the verifier id the verification summary names (who verified, with what)"},
+	{CacheRegistryVar, "", "shared build cache <registry>/<repository> (e.g. ghcr.io/halvm/cache) behind the local input and toolchain step caches; the reproducibility rebuild never reads it"},
+	{RebuildFromVar, "", "a finished independent rebuild (`go run mage.go rebuild`'s HALVM_OUT, e.g. another CI job's) that verify's reproducibility check compares with instead of rebuilding"},
+	{"HALVM_LAYOUTS", "deb,rpm", "comma-separated package layouts `toolchain` builds (the CI cells: flavour x layout); release always builds both"},
 	{"HALVM_REGISTRY", "", "image repository prefix the images are pushed to by digest, e.g. ghcr.io/halvm (\"\" keeps them in dist/oci only)"},
 }
 
@@ -144,6 +149,57 @@ func Load(env Getenv) (pipeline.Config, *pins.Lock, error) {
 		return cfg, lock, errors.Join(errs...)
 	}
 	return cfg, lock, nil
+}
+
+// CacheRegistryVar names the shared build cache; RebuildFromVar a finished
+// independent rebuild.
+const (
+	CacheRegistryVar = "HALVM_CACHE_REGISTRY"
+	RebuildFromVar   = "HALVM_REBUILD_FROM"
+)
+
+// CacheRegistry is the shared build cache HALVM_CACHE_REGISTRY names (nil
+// when unset); its warnings go to warn.
+func CacheRegistry(env Getenv, warn io.Writer) (*regcache.Cache, error) {
+	v := strings.TrimSpace(env(CacheRegistryVar))
+	if v == "" {
+		return nil, nil
+	}
+	return regcache.New(v, warn)
+}
+
+// Layouts is HALVM_LAYOUTS: the package layouts (deb, rpm) whose toolchain
+// builds `toolchain` runs, in build order.
+func Layouts(env Getenv) ([]packaging.Format, error) {
+	want := map[packaging.Format]bool{}
+	for _, l := range strings.Split(get(env, "HALVM_LAYOUTS"), ",") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		if _, ok := packaging.Layouts[packaging.Format(l)]; !ok {
+			return nil, fmt.Errorf("HALVM_LAYOUTS: unknown layout %q (want a comma-separated list of %s)", l, strings.Join(formatNames(), ", "))
+		}
+		want[packaging.Format(l)] = true
+	}
+	var out []packaging.Format
+	for _, f := range packaging.Formats {
+		if want[f] {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("HALVM_LAYOUTS selects no layout (want a comma-separated list of %s)", strings.Join(formatNames(), ", "))
+	}
+	return out, nil
+}
+
+func formatNames() []string {
+	var n []string
+	for _, f := range packaging.Formats {
+		n = append(n, string(f))
+	}
+	return n
 }
 
 // PrintVars writes the table of environment variables.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -108,5 +109,31 @@ func TestKeep(t *testing.T) {
 		if _, err := Keep(envOf(map[string]string{"HALVM_KEEP": v})); err == nil {
 			t.Errorf("HALVM_KEEP=%q accepted", v)
 		}
+	}
+}
+
+func TestLayoutsAndCacheRegistry(t *testing.T) {
+	env := envOf
+	got, err := Layouts(env(nil))
+	if err != nil || fmt.Sprint(got) != "[deb rpm]" {
+		t.Errorf("default layouts: %v %v", got, err)
+	}
+	got, err = Layouts(env(map[string]string{"HALVM_LAYOUTS": " rpm "}))
+	if err != nil || fmt.Sprint(got) != "[rpm]" {
+		t.Errorf("HALVM_LAYOUTS=rpm: %v %v", got, err)
+	}
+	for _, bad := range []string{"deb,msi", ","} {
+		if _, err := Layouts(env(map[string]string{"HALVM_LAYOUTS": bad})); err == nil || !strings.Contains(err.Error(), "HALVM_LAYOUTS") {
+			t.Errorf("HALVM_LAYOUTS=%q: %v", bad, err)
+		}
+	}
+	if c, err := CacheRegistry(env(nil), nil); c != nil || err != nil {
+		t.Errorf("unset: %v %v", c, err)
+	}
+	if c, err := CacheRegistry(env(map[string]string{CacheRegistryVar: "127.0.0.1:5000/halvm/cache"}), nil); c == nil || err != nil || c.String() != "127.0.0.1:5000/halvm/cache" {
+		t.Errorf("set: %v %v", c, err)
+	}
+	if _, err := CacheRegistry(env(map[string]string{CacheRegistryVar: "127.0.0.1:5000/halvm/cache:tag"}), nil); err == nil || !strings.Contains(err.Error(), CacheRegistryVar) {
+		t.Errorf("a tag: %v", err)
 	}
 }

@@ -37,6 +37,9 @@ type Verification struct {
 	RepoURL   string
 	Mirror    Mirror
 	MirrorErr error
+	// RebuildFrom is a finished independent rebuild (HALVM_REBUILD_FROM)
+	// the check compares with instead of rebuilding.
+	RebuildFrom string
 
 	// VSAKey is the verifier's own cosign key (HALVM_VSA_KEY_FILE): when
 	// set, a signed verification summary naming VerifierID is written.
@@ -70,6 +73,7 @@ func LoadVerification(env Getenv) Verification {
 	v.CosignPublicKeyFile = env("HALVM_COSIGN_PUBLIC_KEY_FILE")
 	v.CacheDir = VerifyCacheDir(env, v.Config.CacheDir)
 	v.VSAKey, v.VerifierID = VSAKey(env), get(env, "HALVM_VERIFIER_ID")
+	v.RebuildFrom = env(RebuildFromVar)
 	v.RepoURL = get(env, "HALVM_REPO_URL")
 	v.Mirror, v.MirrorErr = MirrorFromEnv(env)
 	return v

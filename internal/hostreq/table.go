@@ -56,7 +56,7 @@ var Table = []Package{
 		Why: "mmdebstrap verifies the Debian mirror it bootstraps image layers and clean install roots from"},
 	{Name: "diffutils", Commands: []string{"diff"}, NeededBy: []string{PinsUpdate, Tests}, Why: "pins:update prints the lock's diff"},
 	{Name: "dnf", Commands: []string{"dnf"}, NeededBy: []string{"verify", Tests}, Why: "the dnf install check installs the packages from the signed dnf repository"},
-	{Name: "docker-registry", Commands: []string{"docker-registry"}, NeededBy: []string{Tests}, Why: "interop tests push to and pull from a real registry server"},
+	{Name: "docker-registry", Commands: []string{"docker-registry"}, NeededBy: []string{Tests}, Why: "the shared build cache's tests and ci:rehearse run it as the cache registry (HALVM_CACHE_REGISTRY); interop tests push images to it"},
 	{Name: "docker.io", Commands: []string{"docker"}, NeededBy: []string{"verify", Tests}, Why: "the image checks docker run the image and boot a unikernel built inside it (needs a running daemon)"},
 	{Name: "dpkg", Commands: []string{"dpkg-deb"}, NeededBy: []string{"toolchain", "image", "verify", Tests}, Why: "unpacks pinned .debs (tools, image layers, the Xen machine) and inspects the built ones"},
 	{Name: "dpkg-dev", Commands: []string{"dpkg-source"}, NeededBy: []string{Demo, Tests}, Why: "apt-get source unpacks musl's source package for the sample upstream"},

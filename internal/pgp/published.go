@@ -27,9 +27,24 @@ type published struct {
 	detached [][]byte // binary signature packets
 	clear    [][]byte // cleartext-signed messages (InRelease)
 
-	mu       sync.Mutex
-	fallback *Key     // a throwaway key for bytes no published signature covers
-	misses   []string // what the fallback signed
+	mu     sync.Mutex
+	misses []string // what the throwaway key signed
+}
+
+// throwaways are the throwaway keys of this process, one per archive key:
+// every PublishedSignatures key of the same archive key in one process
+// (the rebuild's stages each load their own) signs what differs with the
+// same throwaway key, so each one's VerificationKeys accepts what the
+// others signed.
+var throwaways = struct {
+	sync.Mutex
+	keys map[string]*Key
+}{keys: map[string]*Key{}}
+
+func throwaway(archive string) *Key {
+	throwaways.Lock()
+	defer throwaways.Unlock()
+	return throwaways.keys[archive]
 }
 
 // PublishedSignatures is the archive key as a rebuild without the private
@@ -87,10 +102,8 @@ func (k *Key) VerificationKeys() []byte {
 	if k.published == nil {
 		return b
 	}
-	k.published.mu.Lock()
-	defer k.published.mu.Unlock()
-	if k.published.fallback != nil {
-		b = append(b, k.published.fallback.PublicBinary()...)
+	if fb := throwaway(k.Fingerprint()); fb != nil {
+		b = append(b, fb.PublicBinary()...)
 	}
 	return b
 }
@@ -106,7 +119,7 @@ func (ps *published) detach(k *Key, data io.Reader, t time.Time) ([]byte, error)
 			return append([]byte(nil), sig...), nil
 		}
 	}
-	fb, err := ps.miss(fmt.Sprintf("%d bytes with sha256 %s", len(b), sha(b)), t)
+	fb, err := ps.miss(k, fmt.Sprintf("%d bytes with sha256 %s", len(b), sha(b)), t)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +133,7 @@ func (ps *published) clearSign(k *Key, text []byte, t time.Time) ([]byte, error)
 			return append([]byte(nil), msg...), nil
 		}
 	}
-	fb, err := ps.miss(fmt.Sprintf("a cleartext-signed text of %d bytes with sha256 %s", len(text), sha(text)), t)
+	fb, err := ps.miss(k, fmt.Sprintf("a cleartext-signed text of %d bytes with sha256 %s", len(text), sha(text)), t)
 	if err != nil {
 		return nil, err
 	}
@@ -128,19 +141,26 @@ func (ps *published) clearSign(k *Key, text []byte, t time.Time) ([]byte, error)
 }
 
 // miss records what no published signature covered and returns the
-// throwaway key, made on first use.
-func (ps *published) miss(what string, t time.Time) (*Key, error) {
+// process's throwaway key for k's archive key, made on first use.
+func (ps *published) miss(k *Key, what string, t time.Time) (*Key, error) {
 	ps.mu.Lock()
-	defer ps.mu.Unlock()
 	ps.misses = append(ps.misses, what)
-	if ps.fallback == nil {
-		fb, err := Generate("HaLVM rebuild throwaway key - signs only what differs from the release", "rebuild@halvm.invalid", true, t)
+	ps.mu.Unlock()
+	throwaways.Lock()
+	defer throwaways.Unlock()
+	fb := throwaways.keys[k.Fingerprint()]
+	if fb == nil {
+		var err error
+		fb, err = Generate("HaLVM rebuild throwaway key - signs only what differs from the release", "rebuild@halvm.invalid", true, t)
 		if err != nil {
 			return nil, err
 		}
-		ps.fallback = fb
+		throwaways.keys[k.Fingerprint()] = fb
 	}
-	return ps.fallback, nil
+	if t.Before(fb.Created()) {
+		return nil, fmt.Errorf("signing at %s with the rebuild's throwaway key, created at %s", t.UTC().Format(time.RFC3339), fb.Created().UTC().Format(time.RFC3339))
+	}
+	return fb, nil
 }
 
 func sha(b []byte) string {

@@ -111,6 +111,17 @@ func TestPublishedSignaturesReproduceSignedArtifacts(t *testing.T) {
 	if _, err := both.VerifyDetached(bytes.NewReader(other), sig); err != nil {
 		t.Errorf("the throwaway signature does not verify under VerificationKeys: %v", err)
 	}
+	// Another stage of the same rebuild loads its own key: it accepts
+	// what this one signed with the throwaway key.
+	k2, err := pgp.LoadKey(pgp.KeySource{PublicFile: pubFile, SignaturesFrom: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kr2, err := pgp.ReadKeyring(k2.VerificationKeys()); err != nil {
+		t.Fatal(err)
+	} else if _, err := kr2.VerifyDetached(bytes.NewReader(other), sig); err != nil {
+		t.Errorf("a second key of the same rebuild does not accept the throwaway signature: %v", err)
+	}
 	if _, err := k.ClearSign(other, pubEpoch); err != nil {
 		t.Fatal(err)
 	}

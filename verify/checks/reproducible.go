@@ -79,6 +79,10 @@ type Publications struct {
 	// signed artifacts and anything else differs.
 	Signed     []string
 	ArchiveKey []byte
+	// Independent marks the independent rebuild of a CI release graph,
+	// which runs before the release exists (nothing signed to reuse) and
+	// signs with the archive key file instead.
+	Independent bool
 }
 
 // reproducibleKinds are the artifacts a rebuild must reproduce.
