@@ -55,10 +55,11 @@ func demoOptions() (release.DemoOptions, error) {
 // HALVM_OFFICIAL=1 (or true, yes) refuses skips, pending pins and
 // development keys.
 func Release(ctx context.Context) error {
-	plan, lock, err := config.Plan(os.Getenv)
+	b, err := config.LoadBuild(os.Getenv, os.Stderr)
 	if err != nil {
 		return err
 	}
+	plan, lock := b.Plan, b.Lock
 	official, err := config.Official(os.Getenv)
 	if err != nil {
 		return err
@@ -67,29 +68,22 @@ func Release(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := config.MirrorFromEnv(os.Getenv)
-	if err != nil {
-		return err
-	}
-	reg, err := config.CacheRegistry(os.Getenv, os.Stderr)
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
-	_, err = release.Run(ctx, plan, release.Options{CacheRegistry: reg, RebuildFrom: config.Get(os.Getenv, config.RebuildFromVar), Lock: lock, PGPKey: config.PGPKey(os.Getenv), CosignKey: config.CosignKey(os.Getenv),
+	_, err = release.Run(ctx, plan, release.Options{CacheRegistry: b.Registry, RebuildFrom: config.Get(os.Getenv, config.RebuildFromVar), Lock: lock, PGPKey: config.PGPKey(os.Getenv), CosignKey: config.CosignKey(os.Getenv),
 		RepoRoot: config.Get(os.Getenv, "HALVM_REPO_ROOT"), RepoURL: config.Get(os.Getenv, "HALVM_REPO_URL"), Registry: config.Get(os.Getenv, "HALVM_REGISTRY"),
-		Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}, Official: official, Keep: keep,
+		Sources: sources.Options{MirrorDir: b.Mirror.Dir, MirrorMap: b.Mirror.Map}, Official: official, Keep: keep,
 		VerifyCache: config.VerifyCacheDir(os.Getenv, plan.CacheDir()), Log: os.Stderr})
 	return err
 }
 
 // Plan prints the release's stages and every toolchain step with its cache hit or miss and why, running nothing.
 func Plan(ctx context.Context) error {
-	plan, lock, err := config.Plan(os.Getenv)
+	b, err := config.LoadBuild(os.Getenv, os.Stderr)
 	if err != nil {
 		return err
 	}
+	plan, lock := b.Plan, b.Lock
 	for i, s := range release.Stages() {
 		state := "runs"
 		if why, ok := plan.SkipReason(s.Name); ok {
@@ -97,19 +91,11 @@ func Plan(ctx context.Context) error {
 		}
 		fmt.Printf("%2d. %-10s %s [%s]\n", i+1, s.Name, s.Doc, state)
 	}
-	m, err := config.MirrorFromEnv(os.Getenv)
-	if err != nil {
-		return err
-	}
-	reg, err := config.CacheRegistry(os.Getenv, os.Stderr)
-	if err != nil {
-		return err
-	}
 	for _, fl := range plan.Flavours() {
 		fmt.Printf("\ntoolchain %s:\n", fl)
 		c := release.ToolchainConfig(plan, lock, fl)
-		c.Mirror = m.Dir // which steps can run here counts the mirror's git sources
-		c.Registry = reg // a step in the shared cache is a hit
+		c.Mirror = b.Mirror.Dir // which steps can run here counts the mirror's git sources
+		c.Registry = b.Registry // a step in the shared cache is a hit
 		if err := toolchain.Plan(ctx, os.Stdout, c); err != nil {
 			return err
 		}
@@ -126,31 +112,24 @@ func Plan(ctx context.Context) error {
 // upstream hosts it fails before the first step, saying what is
 // unreachable and the remedy.
 func Toolchain(ctx context.Context) error {
-	plan, lock, err := config.Plan(os.Getenv)
+	b, err := config.LoadBuild(os.Getenv, os.Stderr)
 	if err != nil {
 		return err
 	}
+	plan, lock := b.Plan, b.Lock
 	layouts, err := config.Layouts(os.Getenv)
-	if err != nil {
-		return err
-	}
-	reg, err := config.CacheRegistry(os.Getenv, os.Stderr)
-	if err != nil {
-		return err
-	}
-	m, err := config.MirrorFromEnv(os.Getenv)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
-	cells, err := release.BuildCells(ctx, plan, release.Options{Lock: lock, CacheRegistry: reg, Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}, Log: os.Stderr}, layouts)
+	cells, err := release.BuildCells(ctx, plan, release.Options{Lock: lock, CacheRegistry: b.Registry, Sources: sources.Options{MirrorDir: b.Mirror.Dir, MirrorMap: b.Mirror.Map}, Log: os.Stderr}, layouts)
 	for _, c := range cells {
 		fmt.Printf("toolchain %s (%s layout): %s (manifest %s), %d steps ran, %d restored (%d from the shared cache), %d bytes pushed, %d pulled, %s\n",
 			c.Flavour, c.Layout, c.Result.StageDir, filepath.Base(c.Result.Manifest), len(c.Result.Ran), len(c.Result.Restored), len(c.Result.Pulled), c.Pushed, c.Pulled, c.Duration.Round(time.Millisecond))
 	}
-	if reg != nil {
-		fmt.Println(reg.Summary())
+	if b.Registry != nil {
+		fmt.Println(b.Registry.Summary())
 	}
 	return err
 }
@@ -159,29 +138,25 @@ func Toolchain(ctx context.Context) error {
 //
 // The same rebuild verify runs (a separate process without network, a
 // fresh step cache, varied conditions), from the lock and the inputs in
-// HALVM_CACHE/inputs only (run `go run mage.go sources` first); it needs
-// the archive signing key (signed packages are reproduced with it). It
+// HALVM_CACHE/inputs only (run `go run mage.go sources` first). It runs
+// before the release exists, so there are no published signatures to
+// reuse: it signs with the archive key from a file (HALVM_PGP_KEY_FILE,
+// HALVM_PGP_PASSPHRASE_FILE; a rebuild of a published release, in verify,
+// holds no private key). It
 // never reads the shared cache: it refuses to run with
 // HALVM_CACHE_REGISTRY set. A release then compares with it:
 // HALVM_REBUILD_FROM=<this HALVM_OUT> go run mage.go release.
 func Rebuild(ctx context.Context) error {
-	plan, lock, err := config.Plan(os.Getenv)
+	b, err := config.LoadBuild(os.Getenv, os.Stderr)
 	if err != nil {
 		return err
 	}
-	reg, err := config.CacheRegistry(os.Getenv, os.Stderr)
-	if err != nil {
-		return err
-	}
-	m, err := config.MirrorFromEnv(os.Getenv)
-	if err != nil {
-		return err
-	}
+	plan, lock := b.Plan, b.Lock
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
-	err = release.RebuildIndependently(ctx, plan, release.Options{Lock: lock, PGPKey: config.PGPKey(os.Getenv), CosignKey: config.CosignKey(os.Getenv),
-		RepoRoot: config.Get(os.Getenv, "HALVM_REPO_ROOT"), RepoURL: config.Get(os.Getenv, "HALVM_REPO_URL"), CacheRegistry: reg,
-		Sources: sources.Options{MirrorDir: m.Dir, MirrorMap: m.Map}}, plan.OutDir())
+	err = release.RebuildIndependently(ctx, plan, release.Options{Lock: lock, PGPKey: config.PGPKey(os.Getenv),
+		RepoRoot: config.Get(os.Getenv, "HALVM_REPO_ROOT"), RepoURL: config.Get(os.Getenv, "HALVM_REPO_URL"), CacheRegistry: b.Registry,
+		Sources: sources.Options{MirrorDir: b.Mirror.Dir, MirrorMap: b.Mirror.Map}}, plan.OutDir())
 	if err == nil {
 		fmt.Printf("rebuild: %s (compare with it: %s=%s)\n", plan.OutDir(), config.RebuildFromVar, plan.OutDir())
 	}

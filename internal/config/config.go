@@ -329,6 +329,33 @@ func RepoConfig(env Getenv, withKey bool) (repos.Config, error) {
 	return c, nil
 }
 
+// Build is what every target that builds reads: the plan and the lock,
+// the air-gapped mirror and the shared build cache.
+type Build struct {
+	Plan     pipeline.Plan
+	Lock     *pins.Lock
+	Mirror   Mirror
+	Registry *regcache.Cache // nil without HALVM_CACHE_REGISTRY
+}
+
+// LoadBuild reads Build from env, every problem at once; the shared
+// cache warns on warn.
+func LoadBuild(env Getenv, warn io.Writer) (Build, error) {
+	var b Build
+	var errs []error
+	var err error
+	if b.Plan, b.Lock, err = Plan(env); err != nil {
+		errs = append(errs, err)
+	}
+	if b.Mirror, err = MirrorFromEnv(env); err != nil {
+		errs = append(errs, err)
+	}
+	if b.Registry, err = CacheRegistry(env, warn); err != nil {
+		errs = append(errs, err)
+	}
+	return b, errors.Join(errs...)
+}
+
 // Plan loads the configuration and validates it into the run's plan.
 func Plan(env Getenv) (pipeline.Plan, *pins.Lock, error) {
 	cfg, lock, err := Load(env)
