@@ -63,9 +63,10 @@ type Reuse struct {
 	// (the plan, the lock, the tools, the keys, the artifacts it uses).
 	Inputs func(ctx context.Context, p Plan, l *Ledger) (map[string]string, error)
 	// Outputs, when set, returns digests of the stage's outputs that its
-	// ledger artifacts do not cover; after a run they are recorded, before
-	// a reuse they are computed again and must be equal.
-	Outputs func(ctx context.Context, p Plan, l *Ledger) (map[string]string, error)
+	// ledger artifacts do not cover, given its State; after a run they are
+	// recorded, before a reuse they are computed again (from the recorded
+	// State) and must be equal.
+	Outputs func(ctx context.Context, p Plan, state json.RawMessage) (map[string]string, error)
 	// State, when set, returns after a run what the stage hands to later
 	// stages beyond the ledger.
 	State func() (json.RawMessage, error)
@@ -114,14 +115,26 @@ func NewRunID(now time.Time) string {
 	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
-// ArtifactInputs are the digests of every artifact in the ledger, named
-// "artifact <kind> <name> <flavour>": what a stage may read of the stages
-// before it. Where an image was pushed (Ref) is not an input: the digest
-// is.
-func ArtifactInputs(l *Ledger) map[string]string {
+// LedgerInputs are the digests of everything the stages before produced:
+// every artifact in the ledger ("artifact <kind> <name> <flavour>") and
+// every output digest their memos recorded ("output <stage> <name>"). Where
+// an image was pushed (Ref) is not an input, its digest is; nor are reports,
+// which describe a run and which no stage reads.
+func LedgerInputs(l *Ledger) map[string]string {
 	m := map[string]string{}
 	for _, a := range l.Artifacts() {
+		if a.Kind == KindReport {
+			continue
+		}
 		m[fmt.Sprintf("artifact %s %s %s", a.Kind, a.Name, a.Flavour)] = fmt.Sprintf("%s %d %s %s", a.Path, a.Size, a.SHA256, a.Commit)
+	}
+	for _, s := range l.Stages() {
+		if s.Memo == nil {
+			continue
+		}
+		for k, v := range s.Memo.Outputs {
+			m[fmt.Sprintf("output %s %s", s.Name, k)] = v
+		}
 	}
 	return m
 }
@@ -233,7 +246,7 @@ func reusable(ctx context.Context, p Plan, l *Ledger, s Stage, inputs map[string
 		return Memo{}, "outputs changed on disk: " + strings.Join(bad, "; ")
 	}
 	if s.Reuse.Outputs != nil {
-		out, err := s.Reuse.Outputs(ctx, p, l)
+		out, err := s.Reuse.Outputs(ctx, p, m.State)
 		if err != nil {
 			return Memo{}, "outputs cannot be checked: " + err.Error()
 		}

@@ -51,7 +51,7 @@ func (f *memoFixture) stages() []Stage {
 			}
 			return write(p, l, "b.txt", "packed "+f.state)
 		}, Reuse: &Reuse{Inputs: func(_ context.Context, _ Plan, l *Ledger) (map[string]string, error) {
-			return ArtifactInputs(l), nil
+			return LedgerInputs(l), nil
 		}}},
 	}
 }

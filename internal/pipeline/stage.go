@@ -134,7 +134,14 @@ func Run(ctx context.Context, p Plan, stages []Stage, l *Ledger, o Options) erro
 		d := now().Sub(start)
 		if err != nil {
 			failed = &StageError{Stage: s.Name, Err: err}
-			l.RecordStage(StageRecord{Name: s.Name, Status: Failed, Reason: err.Error()})
+			rec := StageRecord{Name: s.Name, Status: Failed, Reason: err.Error()}
+			// What a self-memoizing stage did finish (the verdicts of the
+			// checks that passed) a later run may reuse.
+			if m, ok := l.takeMemo(s.Name); ok {
+				m.Run = l.Run()
+				rec.Memo = &m
+			}
+			l.RecordStage(rec)
 			o.Events.Emit(Event{Type: "stage-failed", Stage: s.Name, Seconds: d.Seconds(), Message: err.Error()})
 			logf("%-12s FAILED after %s: %v", s.Name, d.Round(time.Millisecond), err)
 			continue
@@ -192,19 +199,19 @@ func reuse(ctx context.Context, p Plan, l *Ledger, s Stage) (map[string]string, 
 // record makes the memo of stage s after it ran and passed.
 func record(ctx context.Context, p Plan, l *Ledger, s Stage, inputs map[string]string) (Memo, error) {
 	m := Memo{Run: l.Run(), Key: MemoKey(inputs), Inputs: inputs, Artifacts: l.byStage(s.Name)}
-	if s.Reuse.Outputs != nil {
-		out, err := s.Reuse.Outputs(ctx, p, l)
-		if err != nil {
-			return Memo{}, err
-		}
-		m.Outputs = out
-	}
 	if s.Reuse.State != nil {
 		st, err := s.Reuse.State()
 		if err != nil {
 			return Memo{}, err
 		}
 		m.State = st
+	}
+	if s.Reuse.Outputs != nil {
+		out, err := s.Reuse.Outputs(ctx, p, m.State)
+		if err != nil {
+			return Memo{}, err
+		}
+		m.Outputs = out
 	}
 	return m, nil
 }
