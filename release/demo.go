@@ -99,7 +99,7 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 	registry := reg.Addr + "/halvm"
 	fmt.Fprintf(o.Log, "demo: images are pushed to a local registry at %s for the run's duration\n", registry)
 	l, err := Run(ctx, plan, Options{Lock: up.Lock, PGPKey: keys.PGPSource(), CosignKey: keys.CosignSource(),
-		RepoRoot: repoRoot, RepoURL: srv.URL, Registry: registry, Log: o.Log, breakStage: o.breakStage, skipRequired: o.skipRequired})
+		RepoRoot: repoRoot, RepoURL: srv.URL, Registry: registry, ThrowawayRegistry: true, Log: o.Log, breakStage: o.breakStage, skipRequired: o.skipRequired})
 	if err == nil && len(o.Skip) > 0 {
 		fmt.Fprintf(o.Log, "demo: a snapshot (stages skipped): its repositories are staged under %s, not live\n", repoRoot)
 	} else if err == nil {

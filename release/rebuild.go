@@ -211,7 +211,9 @@ func rebuildChild(reqPath string) int {
 		}
 	}
 	p, err := pipeline.NewPlan(pipeline.Config{Version: rq.Version, Release: rq.Release, Flavours: rq.Flavours, Epoch: time.Unix(rq.Epoch, 0).UTC(),
-		LockPath: rq.LockPath, OutDir: rq.OutDir, CacheDir: rq.CacheDir, WorkDir: rq.WorkDir, Skip: skip})
+		LockPath: rq.LockPath, OutDir: rq.OutDir, CacheDir: rq.CacheDir, WorkDir: rq.WorkDir, Skip: skip,
+		// A rebuild reuses nothing: it is the second, independent build.
+		Fresh: []string{pipeline.FreshAll}})
 	if err != nil {
 		return fail(fmt.Errorf("planning the rebuild: %w", err))
 	}

@@ -155,7 +155,11 @@ func Run(ctx context.Context, p Plan, stages []Stage, l *Ledger, o Options) erro
 			m, err := record(ctx, p, l, s, inputs)
 			if err != nil {
 				logf("%-12s its outputs are not recorded for reuse: %v", s.Name, err)
+				rec.Memo = nil
 			} else {
+				if rec.Memo != nil {
+					m.Items = rec.Memo.Items
+				}
 				rec.Memo = &m
 			}
 		}
@@ -185,7 +189,10 @@ func reuse(ctx context.Context, p Plan, l *Ledger, s Stage) (map[string]string, 
 		l.Add(a)
 	}
 	if s.Reuse.Restore != nil {
-		if err := s.Reuse.Restore(ctx, p, l, prev); err != nil {
+		l.setCurrent(s.Name)
+		err := s.Reuse.Restore(ctx, p, l, prev)
+		l.setCurrent("")
+		if err != nil {
 			for _, a := range prev.Artifacts {
 				l.remove(a)
 			}
