@@ -76,3 +76,27 @@ func TestVerdictItemsKeepWhereEachVerdictCameFrom(t *testing.T) {
 		t.Errorf("a: %+v %v", a, err)
 	}
 }
+
+// TestVerdictReusePolicy: passing verdicts recorded for exactly the same
+// inputs are reused, naming their run; changed inputs, HALVM_FRESH=verify
+// and an official release reuse none.
+func TestVerdictReusePolicy(t *testing.T) {
+	inputs := map[string]string{"artifact deb halvm halvm": "abc", "host xen machine": "x1"}
+	key := pipeline.MemoKey(inputs)
+	rep := &verify.Report{Results: []verify.Result{{Name: "sig", Status: verify.Pass, Checked: 1, Summary: "s"}, {Name: "boot", Status: verify.Fail}}}
+	prev := pipeline.StageRecord{Name: "verify", Status: pipeline.Failed, Memo: &pipeline.Memo{Run: "r1", Key: key, Inputs: inputs, Items: verdictItems(rep, key, "r1")}}
+	reuse, why := reusableVerdicts(prev, inputs, false, false)
+	if why != "" || len(reuse) != 1 || reuse["sig"].ReusedFrom != "r1" {
+		t.Fatalf("same inputs: %v %q", reuse, why)
+	}
+	changed := map[string]string{"artifact deb halvm halvm": "abc", "host xen machine": "x2"}
+	if reuse, why := reusableVerdicts(prev, changed, false, false); len(reuse) != 0 || !strings.Contains(why, "inputs changed since run r1: host xen machine") {
+		t.Errorf("another Xen machine: %v %q", reuse, why)
+	}
+	if reuse, why := reusableVerdicts(prev, inputs, false, true); len(reuse) != 0 || why != "HALVM_FRESH" {
+		t.Errorf("HALVM_FRESH=verify: %v %q", reuse, why)
+	}
+	if reuse, why := reusableVerdicts(prev, inputs, true, false); len(reuse) != 0 || !strings.Contains(why, "official release never reuses") {
+		t.Errorf("official: %v %q", reuse, why)
+	}
+}

@@ -105,22 +105,45 @@ func (r *runner) verifyReuse(ctx context.Context, p pipeline.Plan, l *pipeline.L
 		return nil, "", nil
 	}
 	key := pipeline.MemoKey(inputs)
-	prev, ok := l.PreviousStage("verify")
-	switch {
-	case r.o.Official:
-		logf("verify: an official release runs every check: it never reuses a verdict (RELEASE.md)")
-		return nil, key, inputs
-	case p.Fresh("verify"):
-		logf("verify: every check runs (HALVM_FRESH)")
-		return nil, key, inputs
-	case !ok || prev.Memo == nil:
-		return nil, key, inputs
-	case prev.Memo.Key != key:
-		logf("verify: every check runs: inputs changed since run %s: %s", prev.Memo.Run, strings.Join(pipeline.DiffNames(prev.Memo.Inputs, inputs), ", "))
+	prev, _ := l.PreviousStage("verify")
+	reuse, why := reusableVerdicts(prev, inputs, r.o.Official, p.Fresh("verify"))
+	if why != "" {
+		logf("verify: every check runs: %s", why)
 		return nil, key, inputs
 	}
+	if len(reuse) > 0 {
+		runs := map[string]bool{}
+		for _, res := range reuse {
+			runs[res.ReusedFrom] = true
+		}
+		var from []string
+		for run := range runs {
+			from = append(from, run)
+		}
+		sort.Strings(from)
+		logf("verify: %d of %d checks passed for exactly the same inputs in run %s: their verdicts are reused, the others run (HALVM_FRESH=verify runs every check)",
+			len(reuse), len(suite), strings.Join(from, ", "))
+	}
+	return reuse, key, inputs
+}
+
+// reusableVerdicts are the passing verdicts the verify stage's record of
+// the run before (prev) holds for exactly these inputs, or why none is
+// reused: an official release never reuses one (RELEASE.md), nor does a
+// run with HALVM_FRESH=verify (or all).
+func reusableVerdicts(prev pipeline.StageRecord, inputs map[string]string, official, fresh bool) (map[string]verify.Result, string) {
+	key := pipeline.MemoKey(inputs)
+	switch {
+	case official:
+		return nil, "an official release never reuses a verdict (RELEASE.md)"
+	case fresh:
+		return nil, "HALVM_FRESH"
+	case prev.Memo == nil:
+		return nil, ""
+	case prev.Memo.Key != key:
+		return nil, fmt.Sprintf("inputs changed since run %s: %s", prev.Memo.Run, strings.Join(pipeline.DiffNames(prev.Memo.Inputs, inputs), ", "))
+	}
 	reuse := map[string]verify.Result{}
-	runs := map[string]bool{}
 	for name, it := range prev.Memo.Items {
 		var res verify.Result
 		if it.Key != key || json.Unmarshal(it.Data, &res) != nil || res.Status != verify.Pass || res.Name != name {
@@ -128,16 +151,8 @@ func (r *runner) verifyReuse(ctx context.Context, p pipeline.Plan, l *pipeline.L
 		}
 		res.ReusedFrom = it.Run
 		reuse[name] = res
-		runs[it.Run] = true
 	}
-	var from []string
-	for run := range runs {
-		from = append(from, run)
-	}
-	sort.Strings(from)
-	logf("verify: %d of %d checks passed for exactly the same inputs in run %s: their verdicts are reused, the others run (HALVM_FRESH=verify runs every check)",
-		len(reuse), len(suite), strings.Join(from, ", "))
-	return reuse, key, inputs
+	return reuse, ""
 }
 
 // verdictItems are the passing verdicts of a report, for a later run to
