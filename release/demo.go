@@ -32,8 +32,10 @@ type DemoOptions struct {
 	RealLock *pins.Lock // its tool packages (alex, HsColour) and image packages are pinned into the sample lock
 	// Skip are the stages the demo cannot run yet, with why.
 	Skip map[string]string
-	Addr string // where the repositories are served during the demo
-	Log  io.Writer
+	// Fresh are the stages that run even when unchanged (HALVM_FRESH).
+	Fresh []string
+	Addr  string // where the repositories are served during the demo
+	Log   io.Writer
 	// Install lets the demo install missing host prerequisites (as root on
 	// a Debian-family system; HALVM_INSTALL=no turns it off).
 	Install bool
@@ -81,7 +83,7 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 	}
 	fmt.Fprintf(o.Log, "demo: signing with DEVELOPMENT keys in %s (never for releases)\n", keys.Dir)
 	plan, err := pipeline.NewPlan(pipeline.Config{Version: up.Lock.Release.Version, Release: 1, Epoch: up.Lock.Release.Epoch(),
-		LockPath: lockPath, OutDir: o.OutDir, CacheDir: o.CacheDir, WorkDir: filepath.Join(o.WorkDir, "build"), Skip: o.Skip})
+		LockPath: lockPath, OutDir: o.OutDir, CacheDir: o.CacheDir, WorkDir: filepath.Join(o.WorkDir, "build"), Skip: o.Skip, Fresh: o.Fresh})
 	if err != nil {
 		return nil, err
 	}
