@@ -233,10 +233,12 @@ func reusable(ctx context.Context, p Plan, l *Ledger, s Stage, inputs map[string
 	switch {
 	case p.Fresh(s.Name):
 		return Memo{}, "forced by HALVM_FRESH"
-	case !ok || prev.Memo == nil:
+	case !ok:
 		return Memo{}, "no earlier run recorded"
 	case prev.Status != Passed:
-		return Memo{}, fmt.Sprintf("it did not pass in run %s", prev.Memo.Run)
+		return Memo{}, fmt.Sprintf("it did not pass in the run before (%s)", prev.Status)
+	case prev.Memo == nil:
+		return Memo{}, "the run before recorded nothing to reuse"
 	}
 	m := *prev.Memo
 	if m.Key != MemoKey(inputs) {

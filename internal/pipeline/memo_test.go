@@ -158,7 +158,7 @@ func TestMemoIsNotReusedAfterAFailureOrAFailedRestore(t *testing.T) {
 	prev.RecordStage(rec)
 	prev.WriteFile(p.LedgerPath())
 	_, log := f.run(p)
-	if f.ran["pack"] != 2 || !strings.Contains(log, "pack         runs: it did not pass in run") {
+	if f.ran["pack"] != 2 || !strings.Contains(log, "pack         runs: it did not pass in the run before (failed)") {
 		t.Errorf("a failed stage was reused: %v\n%s", f.ran, log)
 	}
 	// A memo whose state cannot be restored runs the stage.
