@@ -45,7 +45,7 @@ func demoOptions() (release.DemoOptions, error) {
 		return release.DemoOptions{}, err
 	}
 	return release.DemoOptions{OutDir: cfg.OutDir, CacheDir: cfg.CacheDir, WorkDir: cfg.WorkDir,
-		RealLock: lock, Addr: config.Get(os.Getenv, "HALVM_REPO_ADDR"), Log: os.Stderr, Install: install}, nil
+		RealLock: lock, Fresh: cfg.Fresh, Addr: config.Get(os.Getenv, "HALVM_REPO_ADDR"), Log: os.Stderr, Install: install}, nil
 }
 
 // Release runs every stage from the lock to a verified, published release.

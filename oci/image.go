@@ -187,14 +187,7 @@ func Assemble(m Meta, layers []LayerFile) (img, base v1.Image, err error) {
 	if cmd == nil {
 		cmd = []string{"halvm-ghc", "--help"}
 	}
-	start := func(c v1.Config) (v1.Image, error) {
-		i := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-		i = mutate.ConfigMediaType(i, types.OCIConfigJSON)
-		return mutate.ConfigFile(i, &v1.ConfigFile{
-			Architecture: "amd64", OS: "linux", Created: created, Config: c,
-			RootFS: v1.RootFS{Type: "layers"},
-		})
-	}
+	start := func(c v1.Config) (v1.Image, error) { return emptyImage(created, c) }
 	addendum := func(lf LayerFile) (mutate.Addendum, error) {
 		l, err := tarball.LayerFromFile(lf.Path, tarball.WithMediaType(types.OCILayer))
 		if err != nil {
@@ -205,16 +198,13 @@ func Assemble(m Meta, layers []LayerFile) (img, base v1.Image, err error) {
 		}}, nil
 	}
 
-	b, err := start(v1.Config{Env: []string{"PATH=" + StandardPath}, Cmd: []string{"/bin/bash"}})
-	if err != nil {
-		return nil, nil, fmt.Errorf("assembling the base image: %w", err)
-	}
 	add, err := addendum(layers[0])
 	if err != nil {
 		return nil, nil, err
 	}
-	if b, err = mutate.Append(b, add); err != nil {
-		return nil, nil, fmt.Errorf("assembling the base image: %w", err)
+	b, err := baseImage(created, add)
+	if err != nil {
+		return nil, nil, err
 	}
 	if m.BaseDigest == "" {
 		d, err := b.Digest()
@@ -245,6 +235,29 @@ func Assemble(m Meta, layers []LayerFile) (img, base v1.Image, err error) {
 	}
 	img = mutate.Annotations(i, ann).(v1.Image)
 	return img, b, nil
+}
+
+// emptyImage is an OCI image with no layers yet: linux/amd64, created at
+// the epoch, with config c.
+func emptyImage(created v1.Time, c v1.Config) (v1.Image, error) {
+	i := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	i = mutate.ConfigMediaType(i, types.OCIConfigJSON)
+	return mutate.ConfigFile(i, &v1.ConfigFile{
+		Architecture: "amd64", OS: "linux", Created: created, Config: c,
+		RootFS: v1.RootFS{Type: "layers"},
+	})
+}
+
+// baseImage is the base image of a flavour: its base layer alone.
+func baseImage(created v1.Time, base mutate.Addendum) (v1.Image, error) {
+	b, err := emptyImage(created, v1.Config{Env: []string{"PATH=" + StandardPath}, Cmd: []string{"/bin/bash"}})
+	if err != nil {
+		return nil, fmt.Errorf("assembling the base image: %w", err)
+	}
+	if b, err = mutate.Append(b, base); err != nil {
+		return nil, fmt.Errorf("assembling the base image: %w", err)
+	}
+	return b, nil
 }
 
 // LayerSizes lists an image's layers as "role digest compressed-size".

@@ -30,8 +30,10 @@ type DemoOptions struct {
 	// Skip are stages to leave out, with why (a run with skips is a
 	// snapshot: staged, never published live). The demo itself skips none.
 	Skip map[string]string
-	Addr string // where the repositories are served during the demo
-	Log  io.Writer
+	// Fresh are the stages that run even when unchanged (HALVM_FRESH).
+	Fresh []string
+	Addr  string // where the repositories are served during the demo
+	Log   io.Writer
 	// Install lets the demo install missing host prerequisites (as root on
 	// a Debian-family system; HALVM_INSTALL=no turns it off).
 	Install bool
@@ -79,7 +81,7 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 	}
 	fmt.Fprintf(o.Log, "demo: signing with DEVELOPMENT keys in %s (never for releases)\n", keys.Dir)
 	plan, err := pipeline.NewPlan(pipeline.Config{Version: up.Lock.Release.Version, Release: 1, Epoch: up.Lock.Release.Epoch(),
-		LockPath: lockPath, OutDir: o.OutDir, CacheDir: o.CacheDir, WorkDir: filepath.Join(o.WorkDir, "build"), Skip: o.Skip})
+		LockPath: lockPath, OutDir: o.OutDir, CacheDir: o.CacheDir, WorkDir: filepath.Join(o.WorkDir, "build"), Skip: o.Skip, Fresh: o.Fresh})
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +99,7 @@ func Demo(ctx context.Context, o DemoOptions) (*pipeline.Ledger, error) {
 	registry := reg.Addr + "/halvm"
 	fmt.Fprintf(o.Log, "demo: images are pushed to a local registry at %s for the run's duration\n", registry)
 	l, err := Run(ctx, plan, Options{Lock: up.Lock, PGPKey: keys.PGPSource(), CosignKey: keys.CosignSource(),
-		RepoRoot: repoRoot, RepoURL: srv.URL, Registry: registry, Log: o.Log, breakStage: o.breakStage, skipRequired: o.skipRequired})
+		RepoRoot: repoRoot, RepoURL: srv.URL, Registry: registry, ThrowawayRegistry: true, Log: o.Log, breakStage: o.breakStage, skipRequired: o.skipRequired})
 	if err == nil && len(o.Skip) > 0 {
 		fmt.Fprintf(o.Log, "demo: a snapshot (stages skipped): its repositories are staged under %s, not live\n", repoRoot)
 	} else if err == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,10 @@ import (
 // `go run mage.go demo` does, and checks what users get: every stage passed
 // or was skipped with its reason, both flavours and the keyring package
 // built from the sample toolchain as .deb and .rpm, accepted by dpkg-deb,
-// lintian and rpm's signature check, and the repositories published.
+// lintian and rpm's signature check, and the repositories published. Then
+// it runs the demo again with nothing changed (every stage that can be is
+// skipped as unchanged, every verdict reused), once more with publish
+// failing, and resumes: only publish runs again.
 func TestDemo(t *testing.T) {
 	testenv.NeedCommand(t, "dpkg", "dpkg-deb")
 	testenv.NeedCommand(t, "lintian", "lintian")
@@ -38,8 +42,9 @@ func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 70*time.Minute)
 	defer cancel()
 	start := time.Now()
+	addr := freeAddr(t)
 	l, err := Demo(ctx, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo"), WorkDir: filepath.Join(dir, "work"), RealLock: real,
-		Addr: "127.0.0.1:0", Log: &log})
+		Addr: addr, Log: &log})
 	t.Logf("demo took %s:\n%s", time.Since(start).Round(time.Millisecond), log.String())
 	if err != nil {
 		t.Fatal(err)
@@ -53,8 +58,12 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	// The ledger on disk is the one returned.
-	if _, err := pipeline.ReadLedger(filepath.Join(out, "ledger.json")); err != nil {
+	first, err := pipeline.ReadLedger(filepath.Join(out, "ledger.json"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if first.Run() == "" || first.Run() != l.Run() {
+		t.Fatalf("the ledger names run %q, the run was %q", first.Run(), l.Run())
 	}
 	var debs, rpms []string
 	for _, a := range l.Find(pipeline.KindDeb, "") {
@@ -108,24 +117,111 @@ func TestDemo(t *testing.T) {
 	// the signed images it saved; every check runs and passes.
 	verifyDemoAgain(ctx, t, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo")}, log.String())
 
-	// A second run with nothing changed is all cache hits and byte-identical
-	// (the verification suite, which ran above, is not repeated).
+	// A second run with nothing changed skips every stage that can be
+	// skipped ("unchanged since" the first run), reuses every verdict, and
+	// leaves every artifact byte-identical.
 	before := snapshot(t, out)
-	start = time.Now()
-	log.Reset()
-	noVerify := map[string]string{"verify": "ran in the first run"}
-	if _, err := Demo(ctx, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo"), WorkDir: filepath.Join(dir, "work"), RealLock: real,
-		Skip: noVerify, Addr: "127.0.0.1:0", Log: &log, skipRequired: true}); err != nil {
-		t.Fatal(err)
+	demoAgain := func(what, breakStage string) *pipeline.Ledger {
+		t.Helper()
+		log.Reset()
+		start := time.Now()
+		l, err := Demo(ctx, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo"), WorkDir: filepath.Join(dir, "work"), RealLock: real,
+			Addr: addr, Log: &log, breakStage: breakStage})
+		t.Logf("%s took %s:\n%s", what, time.Since(start).Round(time.Millisecond), log.String())
+		if name, _ := pipeline.IsStageError(err); err != nil && name != breakStage {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return l
 	}
-	t.Logf("no-op re-run took %s", time.Since(start).Round(time.Millisecond))
+	noop := demoAgain("no-op re-run", "")
 	if strings.Contains(log.String(), "running (cache miss") {
 		t.Errorf("the re-run rebuilt toolchain steps:\n%s", log.String())
 	}
+	assertReused(t, "no-op re-run", noop, first.Run())
+	assertVerdictsReused(t, out, first.Run())
 	after := snapshot(t, out)
 	for name, sum := range before {
 		if after[name] != sum {
 			t.Errorf("%s changed on an unchanged re-run", name)
+		}
+	}
+
+	// A failure at publish (forced), then the release resumed: it redoes
+	// only publish.
+	if l := demoAgain("a run failing at publish", "publish"); stageOf(l, "publish").Status != pipeline.Failed {
+		t.Fatalf("publish: %+v", stageOf(l, "publish"))
+	}
+	resumed := demoAgain("the release resumed after the failure at publish", "")
+	assertReused(t, "resumed release", resumed, first.Run(), "publish")
+	if s := stageOf(resumed, "publish"); s.Status != pipeline.Passed || s.Unchanged != "" {
+		t.Errorf("the resumed release did not redo publish: %+v", s)
+	}
+	assertVerdictsReused(t, out, first.Run())
+}
+
+// freeAddr is a free loopback address, the same for every run of a test:
+// the repositories' URL is part of what they publish.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func stageOf(l *pipeline.Ledger, name string) pipeline.StageRecord {
+	for _, s := range l.Stages() {
+		if s.Name == name {
+			return s
+		}
+	}
+	return pipeline.StageRecord{}
+}
+
+// assertReused checks that every stage but those that always run
+// (preflight, sources), verify (which reuses verdicts, not the stage) and
+// the stages named in ran passed unchanged since run since.
+func assertReused(t *testing.T, what string, l *pipeline.Ledger, since string, ran ...string) {
+	t.Helper()
+	always := map[string]bool{"preflight": true, "sources": true, "verify": true}
+	for _, r := range ran {
+		always[r] = true
+	}
+	for _, s := range l.Stages() {
+		switch {
+		case s.Status != pipeline.Passed:
+			t.Errorf("%s: stage %s: %s (%s)", what, s.Name, s.Status, s.Reason)
+		case !always[s.Name] && s.Unchanged != since:
+			t.Errorf("%s: stage %s ran (unchanged since %q, want %q)", what, s.Name, s.Unchanged, since)
+		case (s.Name == "preflight" || s.Name == "sources" || s.Name == "verify") && s.Unchanged != "":
+			t.Errorf("%s: stage %s claims to be unchanged", what, s.Name)
+		}
+	}
+}
+
+// assertVerdictsReused checks that the verify stage reused every verdict
+// of run since, and says so in verify.json.
+func assertVerdictsReused(t *testing.T, dist, since string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dist, "verify.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Status string
+		Checks []struct{ Name, Status, Reused_from string }
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Status != "pass" {
+		t.Errorf("verify.json: %s", rep.Status)
+	}
+	for _, c := range rep.Checks {
+		if c.Status == "pass" && c.Reused_from != since {
+			t.Errorf("check %s ran again (reused from %q, want run %s)", c.Name, c.Reused_from, since)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package release
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,9 @@ import (
 	"sort"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/halvm/halvm-release/internal/fsutil"
+
 	"github.com/halvm/halvm-release/internal/hostreq"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/oci"
@@ -89,25 +92,82 @@ func (r *runner) image(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger)
 	if err != nil {
 		return fmt.Errorf("the image inputs: %w", err)
 	}
-	// The sources stage fetched and verified the image pins already:
-	// hand them to the image build's cache instead of fetching twice.
-	seedRootfsCache(filepath.Join(p.CacheDir(), "inputs"), c.Rootfs.CacheDir, c.Flavours[0].Pins)
-	if err := os.RemoveAll(c.WorkDir); err != nil {
-		return err
-	}
-	images, err := oci.Build(ctx, c)
+	keys, err := r.imageKeys(ctx, c)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(c.WorkDir)
-	if err := oci.WriteLayout(filepath.Join(p.OutDir(), ImageLayoutDir), images); err != nil {
-		return err
+	layoutDir := filepath.Join(p.OutDir(), ImageLayoutDir)
+	reused, items := r.reusableImages(p, l, c, keys, layoutDir)
+	var build []oci.Flavour
+	for _, f := range c.Flavours {
+		if _, ok := reused[f.Meta.Flavour]; !ok {
+			build = append(build, f)
+		}
 	}
+	var built []oci.Image
+	if len(build) > 0 {
+		// The sources stage fetched and verified the image pins already:
+		// hand them to the image build's cache instead of fetching twice.
+		seedRootfsCache(filepath.Join(p.CacheDir(), "inputs"), c.Rootfs.CacheDir, build[0].Pins)
+		if err := os.RemoveAll(c.WorkDir); err != nil {
+			return err
+		}
+		bc := c
+		bc.Flavours = build
+		if built, err = oci.Build(ctx, bc); err != nil {
+			return err
+		}
+		defer os.RemoveAll(c.WorkDir)
+	}
+	var images []oci.Image
+	for _, f := range c.Flavours {
+		fl := f.Meta.Flavour
+		if im, ok := reused[fl]; ok {
+			images = append(images, im)
+			continue
+		}
+		for _, im := range built {
+			if im.Flavour == fl {
+				images = append(images, im)
+				items[fl] = pipeline.Item{Key: keys[fl], Run: l.Run()}
+			}
+		}
+	}
+	l.SetMemo("image", pipeline.Memo{Items: items})
 	tarPath := filepath.Join(p.OutDir(), filepath.FromSlash(ImageTarball))
-	if err := oci.WriteTarball(tarPath, TarballRepo, images); err != nil {
+	if len(build) > 0 {
+		// Reused images read their blobs from the layout: the new one is
+		// written beside it and takes its place.
+		tmp := layoutDir + ".new"
+		if err := oci.WriteLayout(tmp, images); err != nil {
+			return err
+		}
+		if err := oci.WriteTarball(tarPath, TarballRepo, images); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(layoutDir); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, layoutDir); err != nil {
+			return err
+		}
+	} else if err := oci.WriteTarball(tarPath, TarballRepo, images); err != nil {
 		return err
 	}
+	if err := r.pushImages(ctx, l, images); err != nil {
+		return err
+	}
+	if _, err := l.AddFile(pipeline.KindOCILayout, "halvm-images.tar", "", tarPath, ImageTarball); err != nil {
+		return err
+	}
+	return nil
+}
+
+// pushImages pushes the images by digest (when a registry is configured)
+// and records them.
+func (r *runner) pushImages(ctx context.Context, l *pipeline.Ledger, images []oci.Image) error {
 	var pushed []oci.Pushed
+	var err error
 	if r.o.Registry != "" {
 		if pushed, err = oci.PushDigests(ctx, images, oci.PushOptions{Prefix: r.o.Registry}); err != nil {
 			return err
@@ -132,10 +192,115 @@ func (r *runner) image(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger)
 			fmt.Fprintf(r.o.Log, "image %s: %s, %s\n", im.Flavour, im.Digest, where)
 		}
 	}
-	if _, err := l.AddFile(pipeline.KindOCILayout, "halvm-images.tar", "", tarPath, ImageTarball); err != nil {
-		return err
-	}
 	return nil
+}
+
+// imageKeys are the keys of each flavour's image: its base and dependency
+// pins, its .deb's digest, its image configuration, this program and the
+// versions of the host tools that assemble it. An image with the key an
+// earlier run recorded is that run's image.
+func (r *runner) imageKeys(ctx context.Context, c oci.Config) (map[string]string, error) {
+	prog, err := pipeline.ProgramDigest()
+	if err != nil {
+		return nil, err
+	}
+	tools, err := r.hostTools(ctx, "image")
+	if err != nil {
+		return nil, err
+	}
+	keys := map[string]string{}
+	for _, f := range c.Flavours {
+		_, deb, err := fsutil.HashFile(f.Deb)
+		if err != nil {
+			return nil, err
+		}
+		meta, err := json.Marshal(f.Meta)
+		if err != nil {
+			return nil, err
+		}
+		pinsJSON, err := json.Marshal(f.Pins)
+		if err != nil {
+			return nil, err
+		}
+		keys[f.Meta.Flavour] = pipeline.MemoKey(map[string]string{"pins": string(pinsJSON), "deb": deb, "config": string(meta),
+			"program": prog, "host-tools": tools})
+	}
+	return keys, nil
+}
+
+// reusableImages are the images of the layout an earlier run wrote whose
+// keys are unchanged (every blob of the layout re-hashed first), and the
+// memo items of those images.
+func (r *runner) reusableImages(p pipeline.Plan, l *pipeline.Ledger, c oci.Config, keys map[string]string, layoutDir string) (map[string]oci.Image, map[string]pipeline.Item) {
+	reused, items := map[string]oci.Image{}, map[string]pipeline.Item{}
+	logf := func(format string, a ...any) {
+		if r.o.Log != nil {
+			fmt.Fprintf(r.o.Log, format+"\n", a...)
+		}
+	}
+	prev, ok := l.PreviousStage("image")
+	if p.Fresh("image") || !ok || prev.Memo == nil || prev.Status != pipeline.Passed {
+		return reused, items
+	}
+	blobsChecked := false
+	for _, f := range c.Flavours {
+		fl := f.Meta.Flavour
+		it, ok := prev.Memo.Items[fl]
+		if !ok || it.Key != keys[fl] {
+			logf("image %s: built: its key changed (base pins, .deb, image config, program or tools)", fl)
+			continue
+		}
+		var digest string
+		for _, a := range prev.Memo.Artifacts {
+			if a.Kind == pipeline.KindOCIImage && a.Flavour == fl {
+				digest = a.SHA256
+			}
+		}
+		if !blobsChecked {
+			if _, err := cosign.VerifyLayoutBlobs(layoutDir); err != nil {
+				logf("image: every image is built: the layout of run %s does not check: %v", it.Run, err)
+				return map[string]oci.Image{}, map[string]pipeline.Item{}
+			}
+			blobsChecked = true
+		}
+		im, err := oci.FromLayout(layoutDir, f.Meta, v1.Hash{Algorithm: "sha256", Hex: digest})
+		if err != nil {
+			logf("image %s: built: %v", fl, err)
+			continue
+		}
+		reused[fl], items[fl] = im, it
+		logf("image %s: unchanged since %s (same base pins, .deb and image config)", fl, it.Run)
+	}
+	return reused, items
+}
+
+// imageReuse: the image layout is an output, digested whole; a reuse reads
+// the images back from it and pushes them again.
+func (r *runner) imageReuse() *pipeline.Reuse {
+	return r.reuseOf("image", pipeline.Reuse{
+		Outputs: func(_ context.Context, p pipeline.Plan, _ json.RawMessage) (map[string]string, error) {
+			return treeDigests(map[string]string{"layout": filepath.Join(p.OutDir(), ImageLayoutDir)})
+		},
+		Restore: func(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger, prev pipeline.Memo) error {
+			c, err := r.imageConfig(p, l)
+			if err != nil {
+				return err
+			}
+			var images []oci.Image
+			for _, f := range c.Flavours {
+				a := l.Find(pipeline.KindOCIImage, f.Meta.Flavour)
+				if len(a) != 1 {
+					return fmt.Errorf("the %s image is not recorded", f.Meta.Flavour)
+				}
+				im, err := oci.FromLayout(filepath.Join(p.OutDir(), ImageLayoutDir), f.Meta, v1.Hash{Algorithm: "sha256", Hex: a[0].SHA256})
+				if err != nil {
+					return err
+				}
+				images = append(images, im)
+			}
+			return r.pushImages(ctx, l, images)
+		},
+	})
 }
 
 // seedRootfsCache links the .debs the sources stage verified (cached by

@@ -255,7 +255,9 @@ func RebuildChild(ctx context.Context, reqPath string, lookup func(string) (stri
 		}
 	}
 	p, err := pipeline.NewPlan(pipeline.Config{Version: rq.Version, Release: rq.Release, Flavours: rq.Flavours, Epoch: time.Unix(rq.Epoch, 0).UTC(),
-		LockPath: rq.LockPath, OutDir: rq.OutDir, CacheDir: rq.CacheDir, WorkDir: rq.WorkDir, Skip: skip})
+		LockPath: rq.LockPath, OutDir: rq.OutDir, CacheDir: rq.CacheDir, WorkDir: rq.WorkDir, Skip: skip,
+		// A rebuild reuses nothing: it is the second, independent build.
+		Fresh: []string{pipeline.FreshAll}})
 	if err != nil {
 		return fmt.Errorf("planning the rebuild: %w", err)
 	}

@@ -51,6 +51,10 @@ type Options struct {
 	// (RebuildIndependently's outDir, HALVM_REBUILD_FROM) the verification
 	// compares with, instead of rebuilding itself.
 	RebuildFrom string
+	// ThrowawayRegistry says Registry is new in every run and gone after
+	// it (the demo's): where images are pushed is then no input of a
+	// stage, and a re-run pushes what it reuses there again.
+	ThrowawayRegistry bool
 
 	// breakStage, set by tests, makes the named stage fail deliberately.
 	breakStage string
@@ -70,21 +74,28 @@ type runner struct {
 	trees  map[string]map[string]string // flavour -> format -> installed tree
 	staged repos.Staged
 	img    imageState // images pushed by digest (image), signed (sign), tagged (publish)
+
+	tools         map[string]string // host package versions by stage (hostTools)
+	extraInputs   map[string]func(context.Context, pipeline.Plan, *pipeline.Ledger, map[string]string) error
+	publishedLive liveState // what publish left live
 }
 
 // Stages is the release, in order.
 func (r *runner) Stages() []pipeline.Stage {
+	if r.extraInputs == nil {
+		r.extraInputs = map[string]func(context.Context, pipeline.Plan, *pipeline.Ledger, map[string]string) error{}
+	}
 	return []pipeline.Stage{
 		{Name: "preflight", Required: true, Why: "it checks the lock, the keys and the host tools before anything is built or signed", Run: r.preflight, Doc: "lock valid and complete, keys usable, host tools present"},
 		{Name: "sources", Run: r.sources, Doc: "fetch and verify every pinned input, check out the source tree"},
-		{Name: "toolchain", Run: r.toolchain, Doc: "build the toolchain of each flavour with every RTS way (step cache)"},
-		{Name: "packages", Run: r.packages, Doc: "signed, reproducible .deb and .rpm of each flavour and the keyring"},
-		{Name: "image", Run: r.image, Doc: "OCI image of each flavour from the same .deb, pushed by digest (untagged)"},
-		{Name: "sbom", Run: r.sbom, Doc: "SPDX, CycloneDX and SLSA provenance of each flavour"},
-		{Name: "repos", Run: r.repos, Doc: "stage signed apt and dnf publications (not live yet)"},
-		{Name: "sign", Required: true, Why: "nothing unsigned is staged: images, attestations and SHA256SUMS are signed in every run", Run: r.sign, Doc: "cosign signatures and attestations on the images; signed SHA256SUMS"},
+		{Name: "toolchain", Run: r.toolchain, Reuse: r.toolchainReuse(), Doc: "build the toolchain of each flavour with every RTS way (step cache)"},
+		{Name: "packages", Run: r.packages, Reuse: r.reuseOf("packages", pipeline.Reuse{}), Doc: "signed, reproducible .deb and .rpm of each flavour and the keyring"},
+		{Name: "image", Run: r.image, Reuse: r.imageReuse(), Doc: "OCI image of each flavour from the same .deb, pushed by digest (untagged)"},
+		{Name: "sbom", Run: r.sbom, Reuse: r.reuseOf("sbom", pipeline.Reuse{}), Doc: "SPDX, CycloneDX and SLSA provenance of each flavour"},
+		{Name: "repos", Run: r.repos, Reuse: r.reposReuse(), Doc: "stage signed apt and dnf publications (not live yet)"},
+		{Name: "sign", Required: true, Why: "nothing unsigned is staged: images, attestations and SHA256SUMS are signed in every run", Run: r.sign, Reuse: r.signReuse(), Doc: "cosign signatures and attestations on the images; signed SHA256SUMS"},
 		{Name: "verify", Required: true, Why: "nothing unverified is staged for anyone to look at, nor published", Run: r.verify, Doc: "the verification suite on the staged release"},
-		{Name: "publish", Run: r.publish, Doc: "switch the repositories live and tag the images; a snapshot (a run that skipped stages) stays staged"},
+		{Name: "publish", Run: r.publish, Reuse: r.publishReuse(), Doc: "switch the repositories live and tag the images; a snapshot (a run that skipped stages) stays staged"},
 	}
 }
 
@@ -112,13 +123,20 @@ func Run(ctx context.Context, p pipeline.Plan, o Options) (*pipeline.Ledger, err
 	}
 	// History is only what went live: what an earlier run staged and
 	// never switched live (it failed, or was a snapshot) goes now.
+	// Except what a run that failed at publish staged and verified: a
+	// resumed run publishes exactly that when nothing changed.
+	prev := previousLedger(p, logf)
 	if o.RepoRoot != "" {
-		removed, err := repos.RemoveUnpublished(repos.Config{Root: o.RepoRoot})
+		kept := keptForResume(prev)
+		removed, err := repos.RemoveUnpublishedExcept(repos.Config{Root: o.RepoRoot}, kept)
 		if len(removed) > 0 {
 			logf("%-12s removed %s, staged by an earlier run and never live", "start", strings.Join(removed, ", "))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("removing publications an earlier run staged and never made live: %w", err)
+		}
+		if kept != (repos.Staged{}) {
+			logf("%-12s kept apt/%s and dnf/%s, staged and verified by the run that failed at publish, for this one to publish", "start", kept.Apt, kept.Dnf)
 		}
 	}
 	ev, err := os.OpenFile(filepath.Join(p.OutDir(), "events.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -134,18 +152,26 @@ func Run(ctx context.Context, p pipeline.Plan, o Options) (*pipeline.Ledger, err
 			stages[i].Required = false
 		}
 		if stages[i].Name == o.breakStage {
+			stages[i].Reuse = nil
 			stages[i].Run = func(context.Context, pipeline.Plan, *pipeline.Ledger) error {
 				return errors.New("deliberately broken (test)")
 			}
 		}
 	}
-	runErr := pipeline.Run(ctx, p, stages, &l, pipeline.Options{Log: o.Log, Events: pipeline.NewEventLog(ev)})
-	if runErr != nil && r.staged != (repos.Staged{}) {
+	runErr := pipeline.Run(ctx, p, stages, &l, pipeline.Options{Log: o.Log, Events: pipeline.NewEventLog(ev), Previous: prev})
+	failedAt, _ := pipeline.IsStageError(runErr)
+	switch staged := unpublishedOf(r.reposConfig(p), r.staged); {
+	case runErr == nil || staged == (repos.Staged{}):
+	case failedAt == "publish":
+		// Verified, not live: the next run publishes them if nothing
+		// changed (and removes them otherwise).
+		logf("%-12s kept this run's staged, verified publications apt/%s and dnf/%s: a re-run publishes them if nothing changed", "cleanup", staged.Apt, staged.Dnf)
+	default:
 		// A failed run leaves nothing in publications/ that never went live.
-		if err := repos.Discard(r.reposConfig(p), r.staged); err != nil {
+		if err := repos.Discard(r.reposConfig(p), staged); err != nil {
 			runErr = errors.Join(runErr, fmt.Errorf("removing this failed run's staged publications: %w", err))
 		} else {
-			logf("%-12s removed this failed run's staged publications apt/%s and dnf/%s", "cleanup", r.staged.Apt, r.staged.Dnf)
+			logf("%-12s removed this failed run's staged publications apt/%s and dnf/%s", "cleanup", staged.Apt, staged.Dnf)
 		}
 	}
 	if err := l.WriteFile(p.LedgerPath()); err != nil && runErr == nil {

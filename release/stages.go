@@ -292,7 +292,8 @@ func (r *runner) repos(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger)
 	return nil
 }
 
-func (r *runner) publish(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+func (r *runner) publish(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) (err error) {
+	defer func() { r.publishedLive = r.live(p) }()
 	if skipped := p.Skipped(); len(skipped) > 0 || l.Snapshot() {
 		if r.o.Official {
 			return fmt.Errorf("this run skipped stages (%s): it is a snapshot and is never published as a release", strings.Join(skipped, ", "))

@@ -175,13 +175,20 @@ func (c Config) StagedDirs(s Staged) (apt, dnf string) {
 }
 
 // Activate makes both staged publications live (apt first, then dnf; each
-// switch is atomic).
+// switch is atomic); one already live stays as it is.
 func Activate(c Config, s Staged) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	if err := publish.Activate(c.AptDir(), Apt{c}, s.Apt, c.options("apt")); err != nil {
-		return fmt.Errorf("apt repository: %w", err)
+	// A publication already live (a resumed publish whose apt switch
+	// happened before it failed) is left as it is.
+	if cur, _ := publish.Current(c.AptDir()); cur != s.Apt {
+		if err := publish.Activate(c.AptDir(), Apt{c}, s.Apt, c.options("apt")); err != nil {
+			return fmt.Errorf("apt repository: %w", err)
+		}
+	}
+	if cur, _ := publish.Current(c.DnfDir()); cur == s.Dnf {
+		return nil
 	}
 	if err := publish.Activate(c.DnfDir(), Dnf{c}, s.Dnf, c.options("dnf")); err != nil {
 		return fmt.Errorf("dnf repository: %w (apt is already live with %s: run `go run mage.go repo:rollback` to return both)", err, s.Apt)
@@ -300,13 +307,26 @@ func (c Config) roots() [][2]string {
 // staged by a run that failed or was a snapshot) and returns them as
 // "apt/<name>" (the release does this at the start of every run).
 func RemoveUnpublished(c Config) ([]string, error) {
+	return RemoveUnpublishedExcept(c, Staged{})
+}
+
+// RemoveUnpublishedExcept is RemoveUnpublished keeping the staged
+// publications keep (those a run that failed at publish verified, for a
+// resumed run to publish).
+func RemoveUnpublishedExcept(c Config, keep Staged) ([]string, error) {
 	var out []string
 	for _, r := range c.roots() {
-		names, err := publish.RemoveUnpublished(r[1])
+		names, err := publish.Unpublished(r[1])
 		if err != nil {
 			return out, fmt.Errorf("%s repository: %w", r[0], err)
 		}
 		for _, n := range names {
+			if (r[0] == "apt" && n == keep.Apt) || (r[0] == "dnf" && n == keep.Dnf) {
+				continue
+			}
+			if err := publish.Remove(r[1], n); err != nil {
+				return out, fmt.Errorf("%s repository: %w", r[0], err)
+			}
 			out = append(out, r[0]+"/"+n)
 		}
 	}

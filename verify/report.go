@@ -58,6 +58,10 @@ type Result struct {
 	Details        []string
 	Duration       time.Duration
 	TimeoutSeconds float64
+	// ReusedFrom, on a pass, names the earlier run whose verdict was
+	// reused for exactly the same inputs (Options.Reuse): the check did
+	// not run again.
+	ReusedFrom string
 }
 
 func newResult(c Check) Result {
@@ -183,6 +187,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		} else if res.Checked > 0 {
 			line = fmt.Sprintf("%s [%d checked]", res.Summary, res.Checked)
 		}
+
 		tag := ""
 		if res.Status == NotRun {
 			if res.Required {
@@ -190,6 +195,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			} else {
 				tag = " [optional]"
 			}
+		}
+		if res.ReusedFrom != "" {
+			tag = " [reused: passed in run " + res.ReusedFrom + " for the same inputs]"
 		}
 		fmt.Fprintf(&b, "%-7s %-*s %8s  %s%s\n", res.Status.label(), nameW, res.Family.String()+"/"+res.Name,
 			fmtDuration(res.Duration), oneLine(line), tag)
@@ -276,6 +284,7 @@ type jsonResult struct {
 	Details         []string `json:"details,omitempty"`
 	DurationSeconds float64  `json:"duration_seconds"`
 	TimeoutSeconds  float64  `json:"timeout_seconds,omitempty"`
+	ReusedFrom      string   `json:"reused_from,omitempty"`
 }
 
 func seconds(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
@@ -310,7 +319,7 @@ func (r *Report) Encode(w io.Writer) error {
 			Name: res.Name, Family: res.Family.String(), FamilyNumber: int(res.Family), Doc: res.Doc,
 			Required: res.Required, Status: res.Status, Reason: res.Reason, Remedy: res.Remedy, TimedOut: res.TimedOut,
 			Checked: res.Checked, Summary: res.Summary, Details: res.Details,
-			DurationSeconds: seconds(res.Duration), TimeoutSeconds: res.TimeoutSeconds,
+			DurationSeconds: seconds(res.Duration), TimeoutSeconds: res.TimeoutSeconds, ReusedFrom: res.ReusedFrom,
 		})
 	}
 	// Marshal, then re-marshal through generic maps: encoding/json sorts

@@ -36,6 +36,12 @@ type Options struct {
 	// ReportPath is where Verify writes the JSON report; "" means
 	// <dist>/verify.json.
 	ReportPath string
+	// Reuse are verdicts an earlier run recorded for exactly the same
+	// inputs (the caller decides that), by check name: a check with a
+	// passing verdict here is not run again, its result is reported as
+	// reused (Result.ReusedFrom names the run). Verdicts that are not a
+	// pass are ignored: those checks run.
+	Reuse map[string]Result
 
 	now func() time.Time // for tests; nil is time.Now
 }
@@ -50,18 +56,25 @@ const (
 // summary and returns nil only when every selected check passed and no
 // required check was left unrun.
 func Verify(ctx context.Context, env *Env, checks []Check, o Options) error {
+	_, err := VerifyReport(ctx, env, checks, o)
+	return err
+}
+
+// VerifyReport is Verify returning the report too (nil when the suite did
+// not run).
+func VerifyReport(ctx context.Context, env *Env, checks []Check, o Options) (*Report, error) {
 	path := ReportPath(env, o.ReportPath)
 	// The report says "running" while the checks run: a stale pass is
 	// never left in place by a verification that does not finish.
 	if err := WriteRunning(path, env, checks); err != nil {
-		return fmt.Errorf("writing the verification report %s: %w", path, err)
+		return nil, fmt.Errorf("writing the verification report %s: %w", path, err)
 	}
 	rep, err := Run(ctx, env, checks, o)
 	if err != nil {
 		if werr := WriteAborted(path, env, err); werr != nil {
-			return errors.Join(err, fmt.Errorf("writing the verification report %s: %w", path, werr))
+			return nil, errors.Join(err, fmt.Errorf("writing the verification report %s: %w", path, werr))
 		}
-		return err
+		return nil, err
 	}
 	if env != nil {
 		rep.Inputs, rep.Paths = env.Inputs, env.Paths
@@ -72,13 +85,13 @@ func Verify(ctx context.Context, env *Env, checks []Check, o Options) error {
 	}
 	werr := rep.WriteFile(path)
 	if err := rep.WriteSummary(log); err != nil {
-		return fmt.Errorf("writing the verification summary: %w", err)
+		return rep, fmt.Errorf("writing the verification summary: %w", err)
 	}
 	if werr != nil {
-		return fmt.Errorf("writing the verification report %s: %w", path, werr)
+		return rep, fmt.Errorf("writing the verification report %s: %w", path, werr)
 	}
 	fmt.Fprintf(log, "report: %s\n", path)
-	return rep.Err()
+	return rep, rep.Err()
 }
 
 // ReportPath is where the JSON report goes: configured, else
@@ -140,7 +153,12 @@ func Run(ctx context.Context, env *Env, checks []Check, o Options) (*Report, err
 				}
 			}
 			res := newResult(c)
+			prev, reused := o.Reuse[c.Name]
 			switch {
+			case reused && prev.Status == Pass && prev.ReusedFrom != "" && (o.Select == nil || o.Select(c)):
+				res.Status, res.ReusedFrom = Pass, prev.ReusedFrom
+				res.Checked, res.Summary, res.Details, res.Duration = prev.Checked, prev.Summary, prev.Details, prev.Duration
+				r.progress("reused  %s (passed in run %s)", c.Name, prev.ReusedFrom)
 			case o.Select != nil && !o.Select(c):
 				res.Status, res.Reason = NotRun, "not selected in this run"
 				res.Remedy = "run the whole suite (go run mage.go verify)"

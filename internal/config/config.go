@@ -40,6 +40,7 @@ var Vars = []Var{
 	{"HALVM_WORK", "/var/tmp/halvm-build", "fixed build root (paths baked into the toolchain start here)"},
 	{"HALVM_MIRROR", "", "air-gapped mirror: a directory of bare repositories and files, or a URL prefix"},
 	{"HALVM_SKIP", "", "stages to skip, as stage=reason pairs separated by ';' (a run with skips is a snapshot: staged, never switched live)"},
+	{"HALVM_FRESH", "", "stages that run even when an earlier run's outputs are unchanged, comma-separated (verify: no reused verdict), or all; unknown names are an error"},
 	{"HALVM_OFFICIAL", "", "1/true/yes: an official release (refuses development keys, pending pins, skips); 0/false/no/unset: a trial; anything else is an error"},
 	{epoch.Var, "from the lock", "overrides the lock's epoch (decimal seconds; malformed is an error)"},
 	{"HALVM_PGP_KEY_FILE", "", "armored OpenPGP archive key (signs Release, repomd.xml, rpms, SHA256SUMS.asc)"},
@@ -134,6 +135,11 @@ func Load(env Getenv) (pipeline.Config, *pins.Lock, error) {
 			cfg.Skip[stage] = strings.TrimSpace(why)
 		}
 	}
+	fresh, err := Fresh(env)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cfg.Fresh = fresh
 	if lock != nil {
 		cfg.Version = lock.Release.Version
 		cfg.Epoch = lock.Release.Epoch()
@@ -190,6 +196,34 @@ func Layouts(env Getenv) ([]packaging.Format, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("HALVM_LAYOUTS selects no layout (want a comma-separated list of %s)", strings.Join(formatNames(), ", "))
+	}
+	return out, nil
+}
+
+// Fresh parses HALVM_FRESH strictly: stage names separated by commas, or
+// "all" alone. An empty item, a name listed twice, anything but lower-case
+// letters, or "all" beside names is an error naming the value; the run
+// then refuses a name that is not one of its stages before any stage runs.
+func Fresh(env Getenv) ([]string, error) {
+	v := env("HALVM_FRESH")
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, item := range strings.Split(v, ",") {
+		name := strings.TrimSpace(item)
+		switch {
+		case name == "" || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz") != "":
+			return nil, fmt.Errorf("HALVM_FRESH=%q: %q is not a stage name: want stage names separated by commas (e.g. image,verify), or all", v, item)
+		case seen[name]:
+			return nil, fmt.Errorf("HALVM_FRESH=%q: %s is listed twice", v, name)
+		}
+		seen[name] = true
+		out = append(out, name)
+	}
+	if seen[pipeline.FreshAll] && len(out) > 1 {
+		return nil, fmt.Errorf("HALVM_FRESH=%q: all already forces every stage: list it alone", v)
 	}
 	return out, nil
 }

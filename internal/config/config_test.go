@@ -137,3 +137,22 @@ func TestLayoutsAndCacheRegistry(t *testing.T) {
 		t.Errorf("a tag: %v", err)
 	}
 }
+
+func TestFreshIsParsedStrictly(t *testing.T) {
+	for v, want := range map[string]string{"": "", "verify": "verify", " image , verify ": "image,verify", "all": "all"} {
+		got, err := Fresh(envOf(map[string]string{"HALVM_FRESH": v}))
+		if err != nil || strings.Join(got, ",") != want {
+			t.Errorf("HALVM_FRESH=%q: %v, %v; want %s", v, got, err, want)
+		}
+	}
+	for v, why := range map[string]string{"verify,": "is not a stage name", "Verify": "is not a stage name", "image;verify": "is not a stage name",
+		"verify,verify": "listed twice", "all,verify": "list it alone", "1": "is not a stage name"} {
+		if _, err := Fresh(envOf(map[string]string{"HALVM_FRESH": v})); err == nil || !strings.Contains(err.Error(), why) {
+			t.Errorf("HALVM_FRESH=%q: err = %v, want %q", v, err, why)
+		}
+	}
+	cfg, _, err := Load(envOf(map[string]string{"HALVM_LOCK": "../../pins/halvm.lock", "HALVM_CACHE": "/tmp/c", "HALVM_FRESH": "image,verify"}))
+	if err != nil || strings.Join(cfg.Fresh, ",") != "image,verify" {
+		t.Fatalf("Load: fresh %v, err %v", cfg.Fresh, err)
+	}
+}

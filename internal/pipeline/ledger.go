@@ -70,6 +70,12 @@ type StageRecord struct {
 	Name   string `json:"name"`
 	Status Status `json:"status"`
 	Reason string `json:"reason,omitempty"`
+	// Unchanged names the earlier run whose outputs this run reused: the
+	// stage's inputs were unchanged and its outputs still on disk with the
+	// same digests, so it did not run ("unchanged since <run>").
+	Unchanged string `json:"unchanged,omitempty"`
+	// Memo is what a later run needs to reuse the stage's outputs.
+	Memo *Memo `json:"memo,omitempty"`
 }
 
 // Ledger is the typed record of a run. It is safe for concurrent use.
@@ -78,6 +84,10 @@ type Ledger struct {
 	artifacts []Artifact
 	stages    []StageRecord
 	snapshot  bool
+	run       string          // this run's id
+	prev      *Ledger         // the ledger of the run before, whose memos this run may reuse
+	current   string          // the stage running now: Add records it in Artifact.Stage
+	memos     map[string]Memo // memos stages record themselves (SetMemo)
 }
 
 // Add records an artifact, replacing an earlier one of the same kind, name
@@ -85,6 +95,9 @@ type Ledger struct {
 func (l *Ledger) Add(a Artifact) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if a.Stage == "" {
+		a.Stage = l.current
+	}
 	for i, old := range l.artifacts {
 		if old.Kind == a.Kind && old.Name == a.Name && old.Flavour == a.Flavour {
 			l.artifacts[i] = a
@@ -92,6 +105,88 @@ func (l *Ledger) Add(a Artifact) {
 		}
 	}
 	l.artifacts = append(l.artifacts, a)
+}
+
+// remove drops an artifact (same kind, name and flavour).
+func (l *Ledger) remove(a Artifact) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, old := range l.artifacts {
+		if old.Kind == a.Kind && old.Name == a.Name && old.Flavour == a.Flavour {
+			l.artifacts = append(l.artifacts[:i], l.artifacts[i+1:]...)
+			return
+		}
+	}
+}
+
+// byStage returns the artifacts a stage recorded.
+func (l *Ledger) byStage(stage string) []Artifact {
+	var out []Artifact
+	for _, a := range l.Artifacts() {
+		if a.Stage == stage {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (l *Ledger) setCurrent(stage string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.current = stage
+}
+
+// SetRun names this run (NewRunID); memos record it.
+func (l *Ledger) SetRun(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.run = id
+}
+
+// Run is this run's id.
+func (l *Ledger) Run() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.run
+}
+
+// SetPrevious gives the ledger of the run before (nil: none), whose memos
+// this run may reuse.
+func (l *Ledger) SetPrevious(prev *Ledger) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.prev = prev
+}
+
+// PreviousStage is the record of a stage in the run before, if any.
+func (l *Ledger) PreviousStage(name string) (StageRecord, bool) {
+	l.mu.Lock()
+	prev := l.prev
+	l.mu.Unlock()
+	if prev == nil {
+		return StageRecord{}, false
+	}
+	return prev.stage(name)
+}
+
+// SetMemo records the memo of a stage that memoizes itself part by part
+// (its Items: each image, each verdict); Run records it with the stage's
+// outcome.
+func (l *Ledger) SetMemo(stage string, m Memo) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.memos == nil {
+		l.memos = map[string]Memo{}
+	}
+	l.memos[stage] = m
+}
+
+func (l *Ledger) takeMemo(stage string) (Memo, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, ok := l.memos[stage]
+	delete(l.memos, stage)
+	return m, ok
 }
 
 // AddFile hashes the file at path and records it. rel is the path recorded
@@ -142,6 +237,16 @@ func (l *Ledger) RecordStage(r StageRecord) {
 	l.stages = append(l.stages, r)
 }
 
+// stage returns the record of a stage in this run.
+func (l *Ledger) stage(name string) (StageRecord, bool) {
+	for _, s := range l.Stages() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return StageRecord{}, false
+}
+
 // Stages returns the stage records in the order they were first recorded.
 func (l *Ledger) Stages() []StageRecord {
 	l.mu.Lock()
@@ -159,6 +264,7 @@ func (l *Ledger) Snapshot() bool {
 
 type ledgerFile struct {
 	Format    int           `json:"format"`
+	Run       string        `json:"run,omitempty"`
 	Snapshot  bool          `json:"snapshot"`
 	Stages    []StageRecord `json:"stages"`
 	Artifacts []Artifact    `json:"artifacts"`
@@ -167,7 +273,7 @@ type ledgerFile struct {
 // Encode writes the ledger as indented JSON, artifacts sorted: the same
 // ledger always gives the same bytes.
 func (l *Ledger) Encode(w io.Writer) error {
-	f := ledgerFile{Format: 1, Snapshot: l.Snapshot(), Stages: l.Stages(), Artifacts: l.Artifacts()}
+	f := ledgerFile{Format: 1, Run: l.Run(), Snapshot: l.Snapshot(), Stages: l.Stages(), Artifacts: l.Artifacts()}
 	if f.Stages == nil {
 		f.Stages = []StageRecord{}
 	}
@@ -203,7 +309,7 @@ func ReadLedger(path string) (*Ledger, error) {
 	if f.Format != 1 {
 		return nil, fmt.Errorf("reading ledger %s: format %d is not supported (want 1)", path, f.Format)
 	}
-	return &Ledger{artifacts: f.Artifacts, stages: f.Stages, snapshot: f.Snapshot}, nil
+	return &Ledger{artifacts: f.Artifacts, stages: f.Stages, snapshot: f.Snapshot, run: f.Run}, nil
 }
 
 func sortArtifacts(a []Artifact) {

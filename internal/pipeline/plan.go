@@ -28,7 +28,13 @@ type Config struct {
 	CacheDir string            // content-addressed cache
 	WorkDir  string            // fixed build root
 	Skip     map[string]string // stage name -> why it is skipped
+	// Fresh are the stages that run even when an earlier run's outputs
+	// could be reused (HALVM_FRESH); FreshAll ("all") is every stage.
+	Fresh []string
 }
+
+// FreshAll in Config.Fresh forces every stage to run.
+const FreshAll = "all"
 
 // Plan is the validated, read-only description of one run. Its accessors
 // return copies: no stage can change what another stage reads.
@@ -42,6 +48,7 @@ type Plan struct {
 	cacheDir string
 	workDir  string
 	skip     map[string]string
+	fresh    map[string]bool
 }
 
 var versionRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
@@ -95,6 +102,18 @@ func NewPlan(cfg Config) (Plan, error) {
 			bad("skip", "stage %q is skipped without a reason", stage)
 		}
 	}
+	fresh := map[string]bool{}
+	for _, f := range cfg.Fresh {
+		switch {
+		case strings.TrimSpace(f) == "":
+			bad("fresh", "an empty stage name")
+		case fresh[f]:
+			bad("fresh", "stage %q listed twice", f)
+		case f == FreshAll && len(cfg.Fresh) > 1:
+			bad("fresh", "%q forces every stage: list it alone", FreshAll)
+		}
+		fresh[f] = true
+	}
 	if len(errs) > 0 {
 		return Plan{}, errors.Join(errs...)
 	}
@@ -106,7 +125,7 @@ func NewPlan(cfg Config) (Plan, error) {
 	}
 	return Plan{
 		version: cfg.Version, release: cfg.Release, flavours: fl, epoch: cfg.Epoch.UTC(),
-		lockPath: cfg.LockPath, outDir: cfg.OutDir, cacheDir: cfg.CacheDir, workDir: cfg.WorkDir, skip: skip,
+		lockPath: cfg.LockPath, outDir: cfg.OutDir, cacheDir: cfg.CacheDir, workDir: cfg.WorkDir, skip: skip, fresh: fresh,
 	}, nil
 }
 
@@ -125,6 +144,21 @@ func (p Plan) LedgerPath() string     { return filepath.Join(p.outDir, "ledger.j
 func (p Plan) SkipReason(stage string) (string, bool) {
 	r, ok := p.skip[stage]
 	return r, ok
+}
+
+// Fresh reports whether a stage must run even when an earlier run's
+// outputs could be reused (HALVM_FRESH names it, or "all").
+func (p Plan) Fresh(stage string) bool { return p.fresh[FreshAll] || p.fresh[stage] }
+
+// FreshStages returns the stages HALVM_FRESH names, sorted ("all" alone
+// for every stage).
+func (p Plan) FreshStages() []string {
+	var s []string
+	for k := range p.fresh {
+		s = append(s, k)
+	}
+	sort.Strings(s)
+	return s
 }
 
 // Skipped returns the skipped stages, sorted.

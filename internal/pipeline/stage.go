@@ -23,6 +23,9 @@ type Stage struct {
 	// Why says why a required stage cannot be skipped.
 	Why string
 	Run func(ctx context.Context, p Plan, l *Ledger) error
+	// Reuse, when set, lets a re-run skip the stage when nothing it reads
+	// changed and its outputs are still there (see Reuse).
+	Reuse *Reuse
 }
 
 // StageError is a failed stage: its name, the cause and, where the user can
@@ -40,6 +43,11 @@ type Options struct {
 	Log    io.Writer        // one human line per stage; nil is silent
 	Events *EventLog        // machine-readable events; nil writes none
 	Now    func() time.Time // clock for durations (tests); nil is time.Now
+	// Previous is the ledger of the run before (nil: none): stages whose
+	// inputs are unchanged reuse its outputs.
+	Previous *Ledger
+	// RunID names this run in the memos it records; "" is NewRunID.
+	RunID string
 }
 
 // Run runs stages in order. A stage named in the plan's skip list is
@@ -67,6 +75,16 @@ func Run(ctx context.Context, p Plan, stages []Stage, l *Ledger, o Options) erro
 			return fmt.Errorf("pipeline: cannot skip unknown stage %q", name)
 		}
 	}
+	for _, name := range p.FreshStages() {
+		if !names[name] && name != FreshAll {
+			return fmt.Errorf("pipeline: HALVM_FRESH names unknown stage %q (stages: %s, or %s)", name, strings.Join(stageNames(stages), ", "), FreshAll)
+		}
+	}
+	if o.RunID == "" {
+		o.RunID = NewRunID(now())
+	}
+	l.SetRun(o.RunID)
+	l.SetPrevious(o.Previous)
 	var refused []string
 	for _, s := range stages {
 		if _, skip := p.SkipReason(s.Name); skip && s.Required {
@@ -94,17 +112,58 @@ func Run(ctx context.Context, p Plan, stages []Stage, l *Ledger, o Options) erro
 			continue
 		}
 		start := now()
+		var inputs map[string]string
+		if s.Reuse != nil {
+			var why string
+			inputs, why = reuse(ctx, p, l, s)
+			if why == "" {
+				d := now().Sub(start)
+				rec, _ := l.stage(s.Name)
+				o.Events.Emit(Event{Type: "stage-unchanged", Stage: s.Name, Seconds: d.Seconds(), Message: rec.Unchanged})
+				logf("%-12s unchanged since %s (%s)", s.Name, rec.Unchanged, d.Round(time.Millisecond))
+				continue
+			}
+			if o.Previous != nil {
+				logf("%-12s runs: %s", s.Name, why)
+			}
+		}
+		l.setCurrent(s.Name)
 		o.Events.Emit(Event{Type: "stage-start", Stage: s.Name})
 		err := s.Run(ctx, p, l)
+		l.setCurrent("")
 		d := now().Sub(start)
 		if err != nil {
 			failed = &StageError{Stage: s.Name, Err: err}
-			l.RecordStage(StageRecord{Name: s.Name, Status: Failed, Reason: err.Error()})
+			rec := StageRecord{Name: s.Name, Status: Failed, Reason: err.Error()}
+			// What a self-memoizing stage did finish (the verdicts of the
+			// checks that passed) a later run may reuse.
+			if m, ok := l.takeMemo(s.Name); ok {
+				m.Run = l.Run()
+				rec.Memo = &m
+			}
+			l.RecordStage(rec)
 			o.Events.Emit(Event{Type: "stage-failed", Stage: s.Name, Seconds: d.Seconds(), Message: err.Error()})
 			logf("%-12s FAILED after %s: %v", s.Name, d.Round(time.Millisecond), err)
 			continue
 		}
-		l.RecordStage(StageRecord{Name: s.Name, Status: Passed})
+		rec := StageRecord{Name: s.Name, Status: Passed}
+		if m, ok := l.takeMemo(s.Name); ok {
+			m.Run = l.Run()
+			rec.Memo = &m
+		}
+		if s.Reuse != nil && inputs != nil {
+			m, err := record(ctx, p, l, s, inputs)
+			if err != nil {
+				logf("%-12s its outputs are not recorded for reuse: %v", s.Name, err)
+				rec.Memo = nil
+			} else {
+				if rec.Memo != nil {
+					m.Items = rec.Memo.Items
+				}
+				rec.Memo = &m
+			}
+		}
+		l.RecordStage(rec)
 		o.Events.Emit(Event{Type: "stage-passed", Stage: s.Name, Seconds: d.Seconds()})
 		logf("%-12s ok (%s)", s.Name, d.Round(time.Millisecond))
 	}
@@ -112,6 +171,64 @@ func Run(ctx context.Context, p Plan, stages []Stage, l *Ledger, o Options) erro
 		return failed
 	}
 	return nil
+}
+
+// reuse decides whether stage s may be skipped and, if so, restores its
+// outputs into the ledger and records it as unchanged; it returns the
+// stage's inputs and why it must run ("" when it was reused).
+func reuse(ctx context.Context, p Plan, l *Ledger, s Stage) (map[string]string, string) {
+	inputs, err := s.Reuse.Inputs(ctx, p, l)
+	if err != nil {
+		return nil, "its inputs cannot be digested: " + err.Error()
+	}
+	prev, why := reusable(ctx, p, l, s, inputs)
+	if why != "" {
+		return inputs, why
+	}
+	for _, a := range prev.Artifacts {
+		l.Add(a)
+	}
+	if s.Reuse.Restore != nil {
+		l.setCurrent(s.Name)
+		err := s.Reuse.Restore(ctx, p, l, prev)
+		l.setCurrent("")
+		if err != nil {
+			for _, a := range prev.Artifacts {
+				l.remove(a)
+			}
+			return inputs, "its outputs cannot be restored: " + err.Error()
+		}
+	}
+	l.RecordStage(StageRecord{Name: s.Name, Status: Passed, Unchanged: prev.Run, Memo: &prev})
+	return inputs, ""
+}
+
+// record makes the memo of stage s after it ran and passed.
+func record(ctx context.Context, p Plan, l *Ledger, s Stage, inputs map[string]string) (Memo, error) {
+	m := Memo{Run: l.Run(), Key: MemoKey(inputs), Inputs: inputs, Artifacts: l.byStage(s.Name)}
+	if s.Reuse.State != nil {
+		st, err := s.Reuse.State()
+		if err != nil {
+			return Memo{}, err
+		}
+		m.State = st
+	}
+	if s.Reuse.Outputs != nil {
+		out, err := s.Reuse.Outputs(ctx, p, m.State)
+		if err != nil {
+			return Memo{}, err
+		}
+		m.Outputs = out
+	}
+	return m, nil
+}
+
+func stageNames(stages []Stage) []string {
+	var n []string
+	for _, s := range stages {
+		n = append(n, s.Name)
+	}
+	return n
 }
 
 // IsStageError reports the failed stage's name, if err is one.

@@ -23,6 +23,10 @@ import (
 	"github.com/halvm/halvm-release/verify"
 )
 
+// SuiteVersion changes whenever what a check verifies changes: a verdict
+// recorded by another version is never reused (release: verify resumes).
+const SuiteVersion = "checks-1"
+
 // Config is what the suite verifies against.
 type Config struct {
 	// AptDir and DnfDir are the repository publications to verify (the
