@@ -551,6 +551,15 @@ func TestManifests(t *testing.T) {
 	}
 	expect(t, l, "bin/ghc|link", "bin/halvm-ghc|size", "bin/halvm-ghc|sha256", "lib/new|presence")
 
+	// The same entries, a different comment line: shown line by line.
+	l, err = Bytes("toolchain-halvm.manifest", []byte(head+a), []byte(head+a+"# built at 2026-12-06T16:55:14Z\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Identical() || !strings.Contains(l.String(), "built at 2026-12-06T16:55:14Z") {
+		t.Errorf("a manifest differing in a comment line:\n%s", l)
+	}
+
 	ja := `[{"path":"bin/halvm-ghc","mode":"0755","size":10,"sha256":"` + sum('a') + `"},{"path":"lib/x","mode":420,"size":1,"sha256":"` + sum('c') + `"}]`
 	jb := `[{"path":"bin/halvm-ghc","mode":"0755","size":10,"sha256":"` + sum('a') + `"},{"path":"lib/x","mode":384,"size":1,"sha256":"` + sum('c') + `"}]`
 	l, err = Bytes("tree.json", []byte(ja), []byte(jb), Options{})

@@ -218,6 +218,15 @@ func manifestComparer(m ManifestFormat) func(d *differ, where []string, a, b *bl
 				sides[i] = append(sides[i], e)
 			}
 		}
-		return d.compareEntries(where, sides[0], sides[1], nil)
+		before := len(d.diffs)
+		if err := d.compareEntries(where, sides[0], sides[1], nil); err != nil {
+			return err
+		}
+		if len(d.diffs) == before {
+			// The same entries, other bytes: what differs is outside the
+			// entries (a comment or header line); show it line by line.
+			return compareText(d, where, a, b)
+		}
+		return nil
 	}
 }
