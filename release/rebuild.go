@@ -75,10 +75,11 @@ type rebuildRequest struct {
 // them on top of the live ones; its ledger is
 // outDir/ledger.json and its log outDir.log. The user id is not varied:
 // the image stage builds root filesystems as root.
-// It never holds a private key: it signs with the release's published
+// It holds no private key: it signs with the release's published
 // signatures (from.Signed, checked with from.ArchiveKey) where they verify
 // over its bytes (pgp.PublishedSignatures), so the same check can run on
-// a machine that has only the public keys.
+// a machine that has only the public keys. The one exception is the CI's
+// independent rebuild, which runs before the release exists (rebuildKey).
 func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v Variation, from checks.Publications) error {
 	outDir = absPath(outDir)
 	cache := outDir + ".cache"
