@@ -269,6 +269,13 @@ func RebuildChild(ctx context.Context, reqPath string, lookup func(string) (stri
 		Sources: sources.Options{MirrorDir: rq.MirrorDir, MirrorMap: rq.MirrorMap, DebArchives: rq.Debs, AptRoot: rq.AptRoot}, Log: log,
 		// Never the shared cache: the rebuild is what answers a poisoned one.
 		CacheRegistry: nil, skipRequired: true})
+	// What no published signature covered (the rebuild differs there) was
+	// signed with a throwaway key: say what, for whoever reads the log.
+	if k, kerr := pgp.LoadKey(rq.PGPKey); kerr == nil {
+		if m := k.Misses(); len(m) > 0 {
+			fmt.Fprintf(log, "rebuild: %d signature(s) made with a throwaway key: no published signature covers these bytes, so what holds them differs from the release:\n  %s\n", len(m), strings.Join(m, "\n  "))
+		}
+	}
 	return err
 }
 

@@ -27,8 +27,6 @@ type published struct {
 	detached [][]byte // binary signature packets
 	clear    [][]byte // cleartext-signed messages (InRelease)
 
-	mu     sync.Mutex
-	misses []string // what the throwaway key signed
 }
 
 // throwaways are the throwaway keys of this process, one per archive key:
@@ -38,8 +36,9 @@ type published struct {
 // others signed.
 var throwaways = struct {
 	sync.Mutex
-	keys map[string]*Key
-}{keys: map[string]*Key{}}
+	keys   map[string]*Key
+	misses map[string][]string // what each signed
+}{keys: map[string]*Key{}, misses: map[string][]string{}}
 
 func throwaway(archive string) *Key {
 	throwaways.Lock()
@@ -83,15 +82,17 @@ func PublishedSignatures(pub []byte, from []string) (*Key, error) {
 // IsPublished reports whether k is a PublishedSignatures key.
 func (k *Key) IsPublished() bool { return k.published != nil }
 
-// Misses lists what k signed with its throwaway key because no published
-// signature covered it (a PublishedSignatures key; nil otherwise).
+// Misses lists what this process signed with the throwaway key of k's
+// archive key because no published signature covered it: every
+// PublishedSignatures key of that archive key, each stage's (nil for any
+// other key, or when nothing differed).
 func (k *Key) Misses() []string {
 	if k.published == nil {
 		return nil
 	}
-	k.published.mu.Lock()
-	defer k.published.mu.Unlock()
-	return append([]string(nil), k.published.misses...)
+	throwaways.Lock()
+	defer throwaways.Unlock()
+	return append([]string(nil), throwaways.misses[k.Fingerprint()]...)
 }
 
 // VerificationKeys are the public keys the artifacts k signs verify
@@ -143,11 +144,9 @@ func (ps *published) clearSign(k *Key, text []byte, t time.Time) ([]byte, error)
 // miss records what no published signature covered and returns the
 // process's throwaway key for k's archive key, made on first use.
 func (ps *published) miss(k *Key, what string, t time.Time) (*Key, error) {
-	ps.mu.Lock()
-	ps.misses = append(ps.misses, what)
-	ps.mu.Unlock()
 	throwaways.Lock()
 	defer throwaways.Unlock()
+	throwaways.misses[k.Fingerprint()] = append(throwaways.misses[k.Fingerprint()], what)
 	fb := throwaways.keys[k.Fingerprint()]
 	if fb == nil {
 		var err error
