@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"strconv"
 	"strings"
 
+	"github.com/halvm/halvm-release/internal/ar"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
@@ -23,51 +23,38 @@ const maxControl = 64 << 20
 // archive, checks debian-binary is "2.0", and reads ./control from
 // control.tar, control.tar.gz, control.tar.xz or control.tar.zst.
 func ReadControl(deb io.Reader) (Paragraph, error) {
-	var magic [8]byte
-	if _, err := io.ReadFull(deb, magic[:]); err != nil || string(magic[:]) != "!<arch>\n" {
-		return nil, errors.New("not a .deb: no ar archive header")
-	}
 	sawBinary := false
-	for {
-		var hdr [60]byte
-		if _, err := io.ReadFull(deb, hdr[:]); err != nil {
-			if err == io.EOF {
-				return nil, errors.New("not a .deb: no control.tar member")
-			}
-			return nil, fmt.Errorf("reading ar header: %w", err)
-		}
-		if string(hdr[58:60]) != "`\n" {
-			return nil, errors.New("corrupt ar member header")
-		}
-		name := strings.TrimRight(string(hdr[0:16]), " ")
-		name = strings.TrimSuffix(name, "/") // GNU ar style
-		size, err := strconv.ParseInt(strings.TrimSpace(string(hdr[48:58])), 10, 64)
-		if err != nil || size < 0 {
-			return nil, fmt.Errorf("ar member %q: bad size", name)
-		}
-		body := io.LimitReader(deb, size)
+	var para Paragraph
+	err := ar.Walk(deb, func(name string, _ int64, body io.Reader) error {
 		switch {
 		case name == "debian-binary":
 			b, _ := io.ReadAll(io.LimitReader(body, 64))
 			if !strings.HasPrefix(string(b), "2.") {
-				return nil, fmt.Errorf("unsupported .deb format version %q, want 2.0", strings.TrimSpace(string(b)))
+				return fmt.Errorf("unsupported .deb format version %q, want 2.0", strings.TrimSpace(string(b)))
 			}
 			sawBinary = true
 		case strings.HasPrefix(name, "control.tar"):
 			if !sawBinary {
-				return nil, errors.New("not a .deb: debian-binary is not the first member")
+				return errors.New("not a .deb: debian-binary is not the first member")
 			}
-			return readControlTar(name, body)
-		}
-		if _, err := io.Copy(io.Discard, body); err != nil {
-			return nil, fmt.Errorf("reading ar member %q: %w", name, err)
-		}
-		if size%2 == 1 {
-			if _, err := io.ReadFull(deb, make([]byte, 1)); err != nil && err != io.EOF {
-				return nil, fmt.Errorf("reading ar padding: %w", err)
+			p, err := readControlTar(name, body)
+			if err != nil {
+				return err
 			}
+			para = p
+			return ar.Stop
 		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, ar.ErrNotAr):
+		return nil, errors.New("not a .deb: no ar archive header")
+	case err != nil:
+		return nil, err
+	case para == nil:
+		return nil, errors.New("not a .deb: no control.tar member")
 	}
+	return para, nil
 }
 
 func readControlTar(member string, r io.Reader) (Paragraph, error) {

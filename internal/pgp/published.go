@@ -3,7 +3,6 @@ package pgp
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,6 +18,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/halvm/halvm-release/internal/ar"
+	"github.com/halvm/halvm-release/internal/rpmhead"
 )
 
 // published is the signing side of a key that has no private half: the
@@ -243,7 +244,7 @@ func signaturePacket(b []byte) ([]byte, bool) {
 
 // rpmSignatureTags are the OpenPGP signatures an rpm's signature header
 // holds: DSA and RSA over the header, PGP and GPG over header and payload.
-var rpmSignatureTags = map[uint32]bool{267: true, 268: true, 1002: true, 1005: true}
+var rpmSignatureTags = []uint32{267, 268, 1002, 1005}
 
 // rpmSignatures reads the OpenPGP signatures of an rpm's signature header.
 func rpmSignatures(path string) ([][]byte, error) {
@@ -252,35 +253,15 @@ func rpmSignatures(path string) ([][]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	head := make([]byte, 96+16)
-	if _, err := io.ReadFull(f, head); err != nil {
-		return nil, errors.New("too short for an rpm")
+	h, err := rpmhead.ReadSignature(f)
+	if err != nil {
+		return nil, err
 	}
-	if !bytes.Equal(head[:4], []byte{0xed, 0xab, 0xee, 0xdb}) || !bytes.Equal(head[96:99], []byte{0x8e, 0xad, 0xe8}) {
-		return nil, errors.New("not an rpm (no lead or signature header)")
-	}
-	n := binary.BigEndian.Uint32(head[104:108])
-	size := binary.BigEndian.Uint32(head[108:112])
-	if n > 1<<12 || size > 1<<24 {
-		return nil, errors.New("signature header sizes out of range")
-	}
-	rest := make([]byte, 16*int(n)+int(size))
-	if _, err := io.ReadFull(f, rest); err != nil {
-		return nil, errors.New("truncated signature header")
-	}
-	index, data := rest[:16*n], rest[16*n:]
 	var sigs [][]byte
-	for i := 0; i < int(n); i++ {
-		e := index[16*i:]
-		tag, typ := binary.BigEndian.Uint32(e[0:4]), binary.BigEndian.Uint32(e[4:8])
-		off, count := binary.BigEndian.Uint32(e[8:12]), binary.BigEndian.Uint32(e[12:16])
-		if !rpmSignatureTags[tag] || typ != 7 { // 7: BIN
-			continue
+	for _, tag := range rpmSignatureTags {
+		if sig, ok := h.Bin[tag]; ok {
+			sigs = append(sigs, sig)
 		}
-		if uint64(off)+uint64(count) > uint64(len(data)) {
-			return nil, fmt.Errorf("signature tag %d out of range", tag)
-		}
-		sigs = append(sigs, append([]byte(nil), data[off:off+count]...))
 	}
 	return sigs, nil
 }
@@ -293,38 +274,24 @@ func debOrigin(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	magic := make([]byte, 8)
-	if _, err := io.ReadFull(f, magic); err != nil || string(magic) != "!<arch>\n" {
-		return nil, errors.New("not an ar archive")
-	}
-	hdr := make([]byte, 60)
-	for {
-		if _, err := io.ReadFull(f, hdr); err == io.EOF {
-			return nil, nil
-		} else if err != nil {
-			return nil, errors.New("truncated ar member header")
+	var sig []byte
+	err = ar.Walk(f, func(name string, size int64, body io.Reader) error {
+		if name != "_gpgorigin" {
+			return nil
 		}
-		name := strings.TrimRight(strings.TrimSpace(string(hdr[:16])), "/")
-		var size int64
-		if _, err := fmt.Sscan(strings.TrimSpace(string(hdr[48:58])), &size); err != nil || size < 0 {
-			return nil, fmt.Errorf("ar member %q: bad size", name)
+		if size > 1<<20 {
+			return errors.New("_gpgorigin too large")
 		}
-		if name == "_gpgorigin" {
-			if size > 1<<20 {
-				return nil, errors.New("_gpgorigin too large")
-			}
-			b := make([]byte, size)
-			if _, err := io.ReadFull(f, b); err != nil {
-				return nil, errors.New("truncated _gpgorigin")
-			}
-			sig, ok := signaturePacket(b)
-			if !ok {
-				return nil, errors.New("_gpgorigin holds no OpenPGP signature")
-			}
-			return sig, nil
+		b, err := io.ReadAll(body)
+		if err != nil || int64(len(b)) != size {
+			return errors.New("truncated _gpgorigin")
 		}
-		if _, err := f.Seek(size+size%2, io.SeekCurrent); err != nil {
-			return nil, err
+		s, ok := signaturePacket(b)
+		if !ok {
+			return errors.New("_gpgorigin holds no OpenPGP signature")
 		}
-	}
+		sig = s
+		return ar.Stop
+	})
+	return sig, err
 }

@@ -21,17 +21,16 @@ package signed
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/halvm/halvm-release/internal/fsutil"
 	"github.com/halvm/halvm-release/internal/pgp"
+	"github.com/halvm/halvm-release/internal/rpmhead"
 	"github.com/halvm/halvm-release/rpm"
 	"github.com/halvm/halvm-release/verify/diff"
 )
@@ -301,60 +300,21 @@ func rpmFile(rel, pub, reb string, k Keys) Verdict {
 // HeaderStart is the offset of an rpm's main header: after the 96-byte
 // lead and the signature header, padded to 8 bytes.
 func HeaderStart(b []byte) (int, error) {
-	const lead = 96
-	if len(b) < lead+16 || !bytes.Equal(b[:4], []byte{0xed, 0xab, 0xee, 0xdb}) {
-		return 0, errors.New("not an rpm (no lead)")
-	}
-	h := b[lead:]
-	if !bytes.Equal(h[:3], []byte{0x8e, 0xad, 0xe8}) {
-		return 0, errors.New("no signature header after the lead")
-	}
-	n := int(binary.BigEndian.Uint32(h[8:12]))
-	size := int(binary.BigEndian.Uint32(h[12:16]))
-	end := lead + 16 + 16*n + size
-	if n < 0 || size < 0 || n > 1<<16 || size > 1<<26 {
-		return 0, errors.New("signature header sizes out of range")
-	}
-	end += (8 - end%8) % 8
-	if end+3 > len(b) || !bytes.Equal(b[end:end+3], []byte{0x8e, 0xad, 0xe8}) {
-		return 0, errors.New("no header after the signature header")
-	}
-	return end, nil
+	h, err := rpmhead.ReadSignature(bytes.NewReader(b))
+	return int(h.End), err
 }
 
+// sameFile compares two files by size and sha256.
 func sameFile(a, b string) (bool, error) {
-	fa, err := os.Open(a)
+	na, sa, err := fsutil.HashFile(a)
 	if err != nil {
 		return false, err
 	}
-	defer fa.Close()
-	fb, err := os.Open(b)
+	nb, sb, err := fsutil.HashFile(b)
 	if err != nil {
 		return false, err
 	}
-	defer fb.Close()
-	sa, _ := fa.Stat()
-	sb, _ := fb.Stat()
-	if sa.Size() != sb.Size() {
-		return false, nil
-	}
-	ba, bb := make([]byte, 1<<16), make([]byte, 1<<16)
-	for {
-		na, ea := io.ReadFull(fa, ba)
-		nb, eb := io.ReadFull(fb, bb)
-		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
-			return false, nil
-		}
-		if ea == io.EOF || ea == io.ErrUnexpectedEOF {
-			return eb == io.EOF || eb == io.ErrUnexpectedEOF, nil
-		}
-		if ea != nil {
-			return false, ea
-		}
-		if eb != nil {
-			return false, eb
-		}
-	}
+	return na == nb && sa == sb, nil
 }
 
 func listing(a, b string) []string {
