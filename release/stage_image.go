@@ -43,8 +43,8 @@ type imageInput struct {
 }
 
 func (r *runner) imageInput(p pipeline.Plan, l *pipeline.Ledger) (imageInput, error) {
-	if r.o.Lock == nil {
-		return imageInput{}, errors.New("no lock loaded")
+	if _, err := r.lock(); err != nil {
+		return imageInput{}, err
 	}
 	c, err := r.imageConfig(p, l)
 	if err != nil {

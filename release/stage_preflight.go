@@ -19,16 +19,13 @@ type preflightResult struct {
 	key *pgp.Key
 }
 
-// preflightInput is what preflight reads: the run's lock.
-type preflightInput struct {
-	lock *pins.Lock
-}
-
-func (r *runner) preflightInput() (preflightInput, error) {
+// lock is the run's lock, which preflight, sources, toolchain, image,
+// sbom and verify read (an option of the run, no stage's result).
+func (r *runner) lock() (*pins.Lock, error) {
 	if r.o.Lock == nil {
-		return preflightInput{}, errors.New("no lock loaded")
+		return nil, errors.New("no lock loaded")
 	}
-	return preflightInput{lock: r.o.Lock}, nil
+	return r.o.Lock, nil
 }
 
 // archiveKey is the archive key preflight loaded, or the error of stage,
@@ -41,12 +38,12 @@ func (r *runner) archiveKey(p pipeline.Plan, l *pipeline.Ledger, stage string) (
 }
 
 func (r *runner) preflight(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
-	in, err := r.preflightInput()
+	lock, err := r.lock()
 	if err != nil {
 		return err
 	}
 	var errs []error
-	if pend := in.lock.Pending(); len(pend) > 0 {
+	if pend := lock.Pending(); len(pend) > 0 {
 		errs = append(errs, fmt.Errorf("%d pin(s) are pending, a release needs every input pinned:\n  %s", len(pend), strings.Join(pend, "\n  ")))
 	}
 	k, err := pgp.LoadKey(r.o.PGPKey)

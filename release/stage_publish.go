@@ -23,19 +23,18 @@ type publishInput struct {
 }
 
 func (r *runner) publishInput(p pipeline.Plan, l *pipeline.Ledger) (publishInput, error) {
-	var in publishInput
-	var errs []error
-	k, err := r.archiveKey(p, l, "publish")
-	if err != nil {
-		errs = append(errs, err)
-	}
-	in.key = k
+	k, s, err := r.keyAndStaged(p, l, "publish")
+	return publishInput{key: k, staged: s}, err
+}
+
+// keyAndStaged are the archive key (preflight) and the staged
+// publications (repos) for stage, which reads both, or what is missing.
+func (r *runner) keyAndStaged(p pipeline.Plan, l *pipeline.Ledger, stage string) (*pgp.Key, repos.Staged, error) {
+	k, err := r.archiveKey(p, l, stage)
 	if r.out.repos == nil {
-		errs = append(errs, pipeline.MissingInput(p, l, "publish", "the staged publications", "repos"))
-	} else {
-		in.staged = r.out.repos.staged
+		return k, repos.Staged{}, errors.Join(err, pipeline.MissingInput(p, l, stage, "the staged publications", "repos"))
 	}
-	return in, errors.Join(errs...)
+	return k, r.out.repos.staged, err
 }
 
 func (r *runner) publish(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) (err error) {

@@ -21,10 +21,11 @@ type sbomInput struct {
 }
 
 func (r *runner) sbomInput(p pipeline.Plan, l *pipeline.Ledger) (sbomInput, error) {
-	if r.o.Lock == nil {
-		return sbomInput{}, errors.New("no lock loaded")
+	lock, err := r.lock()
+	if err != nil {
+		return sbomInput{}, err
 	}
-	in := sbomInput{lock: r.o.Lock, manifests: map[string]string{}}
+	in := sbomInput{lock: lock, manifests: map[string]string{}}
 	var errs []error
 	for _, fl := range p.Flavours() {
 		m := l.Find(pipeline.KindTreeManifest, fl)

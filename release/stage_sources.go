@@ -2,7 +2,6 @@ package release
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 
 	"github.com/halvm/halvm-release/internal/pipeline"
@@ -23,10 +22,8 @@ type sourcesInput struct {
 }
 
 func (r *runner) sourcesInput(p pipeline.Plan) (sourcesInput, error) {
-	if r.o.Lock == nil {
-		return sourcesInput{}, errors.New("no lock loaded")
-	}
-	return sourcesInput{lock: r.o.Lock, srcDir: filepath.Join(p.WorkDir(), "src")}, nil
+	lock, err := r.lock()
+	return sourcesInput{lock: lock, srcDir: filepath.Join(p.WorkDir(), "src")}, err
 }
 
 func (r *runner) sourcesOptions(p pipeline.Plan, l *pipeline.Ledger) sources.Options {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,18 +22,6 @@ type toolchainResult struct {
 	trees map[string]map[string]string
 }
 
-// toolchainInput is what toolchain reads: the lock.
-type toolchainInput struct {
-	lock *pins.Lock
-}
-
-func (r *runner) toolchainInput() (toolchainInput, error) {
-	if r.o.Lock == nil {
-		return toolchainInput{}, errors.New("no lock loaded")
-	}
-	return toolchainInput{lock: r.o.Lock}, nil
-}
-
 // buildDir is the fixed build root every toolchain is built below.
 func buildDir(p pipeline.Plan) string { return p.WorkDir() }
 
@@ -47,7 +34,8 @@ var formatLibDirs = map[packaging.Format]string{
 }
 
 func (r *runner) toolchain(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
-	if _, err := r.toolchainInput(); err != nil {
+	// What it reads is the lock (in r.o, which buildCell hands on).
+	if _, err := r.lock(); err != nil {
 		return err
 	}
 	logPath := filepath.Join(p.OutDir(), "logs", "toolchain.log")

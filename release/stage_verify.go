@@ -34,22 +34,9 @@ type verifyInput struct {
 }
 
 func (r *runner) verifyInput(p pipeline.Plan, l *pipeline.Ledger) (verifyInput, error) {
-	var in verifyInput
-	var errs []error
-	if r.o.Lock == nil {
-		errs = append(errs, errors.New("no lock loaded"))
-	}
-	k, err := r.archiveKey(p, l, "verify")
-	if err != nil {
-		errs = append(errs, err)
-	}
-	in.key = k
-	if r.out.repos == nil {
-		errs = append(errs, pipeline.MissingInput(p, l, "verify", "the staged publications", "repos"))
-	} else {
-		in.staged = r.out.repos.staged
-	}
-	return in, errors.Join(errs...)
+	_, lerr := r.lock()
+	k, s, err := r.keyAndStaged(p, l, "verify")
+	return verifyInput{key: k, staged: s}, errors.Join(lerr, err)
 }
 
 // verify runs the verification suite (package verify/checks) on the
