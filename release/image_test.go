@@ -186,14 +186,16 @@ func TestImageSignPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.key, err = pgp.LoadKey(keys.PGPSource()); err != nil {
+	k, err := pgp.LoadKey(keys.PGPSource())
+	if err != nil {
 		t.Fatal(err)
 	}
+	r.out.preflight = &preflightResult{key: k}
 	r.o.CosignKey = keys.CosignSource()
 	if err := r.sign(ctx, p, l); err != nil {
 		t.Fatal(err)
 	}
-	pub, err := cosign.PublicKeyPEM(r.signer)
+	pub, err := cosign.PublicKeyPEM(r.out.sign.signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +229,7 @@ func TestImageSignPublish(t *testing.T) {
 		t.Error(err)
 	}
 	kr := filepath.Join(dir, "archive.gpg")
-	if err := os.WriteFile(kr, r.key.PublicBinary(), 0o644); err != nil {
+	if err := os.WriteFile(kr, k.PublicBinary(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := run.Output(ctx, run.Cmd{Args: []string{"gpgv", "--homedir", dir, "--keyring", kr,
@@ -293,7 +295,7 @@ func TestImageInputsReported(t *testing.T) {
 	if err == nil {
 		t.Fatal("bad image inputs accepted")
 	}
-	for _, want := range []string{"pins:update image", "changed after the packages stage", `no .deb "halvm-gmp"`} {
+	for _, want := range []string{"pins:update image", "changed after the packages stage", `image cannot start: it needs the .deb "halvm-gmp" (ledger kind deb) from the packages stage, which has not run`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %q:\n%v", want, err)
 		}

@@ -9,15 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/halvm/halvm-release/internal/hostreq"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/run"
-	"github.com/halvm/halvm-release/oci/cosign"
-	"github.com/halvm/halvm-release/packaging"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/publish"
 	"github.com/halvm/halvm-release/repos"
@@ -53,8 +50,9 @@ func (r *runner) inputs(ctx context.Context, stage string, p pipeline.Plan, l *p
 	if r.o.Lock == nil {
 		return nil, errors.New("no lock loaded")
 	}
-	if r.key == nil {
-		return nil, errors.New("the archive key is not loaded (the preflight stage loads it)")
+	key, err := r.archiveKey(p, l, stage)
+	if err != nil {
+		return nil, err
 	}
 	prog, err := pipeline.ProgramDigest()
 	if err != nil {
@@ -69,7 +67,7 @@ func (r *runner) inputs(ctx context.Context, stage string, p pipeline.Plan, l *p
 	m["plan"] = planKey(p)
 	m["lock"] = sha256Hex(pins.Bytes(r.o.Lock))
 	m["options"] = r.optionsKey()
-	m["archive-key"] = sha256Hex(r.key.PublicBinary())
+	m["archive-key"] = sha256Hex(key.PublicBinary())
 	m["host-tools"] = tools
 	return m, nil
 }
@@ -128,15 +126,15 @@ func (r *runner) hostTools(ctx context.Context, stage string) (string, error) {
 	return v, nil
 }
 
-// reuseOf is the Reuse of a stage with the common inputs and the given
-// outputs, state and restore.
-func (r *runner) reuseOf(stage string, re pipeline.Reuse) *pipeline.Reuse {
+// reuseOf is the Reuse of a stage with the common inputs, the stage's
+// own extra inputs (nil: none) and the given outputs, state and restore.
+func (r *runner) reuseOf(stage string, extra func(context.Context, pipeline.Plan, *pipeline.Ledger, map[string]string) error, re pipeline.Reuse) *pipeline.Reuse {
 	re.Inputs = func(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) (map[string]string, error) {
 		m, err := r.inputs(ctx, stage, p, l)
 		if err != nil {
 			return nil, err
 		}
-		if extra, ok := r.extraInputs[stage]; ok {
+		if extra != nil {
 			return m, extra(ctx, p, l, m)
 		}
 		return m, nil
@@ -155,197 +153,6 @@ func treeDigests(dirs map[string]string) (map[string]string, error) {
 		m[name] = sum
 	}
 	return m, nil
-}
-
-// toolchainReuse: the installed trees (below the work directory) are
-// outputs, digested whole; the packages stage gets them back.
-func (r *runner) toolchainReuse() *pipeline.Reuse {
-	return r.reuseOf("toolchain", pipeline.Reuse{
-		State: func() (json.RawMessage, error) { return json.Marshal(r.trees) },
-		Outputs: func(_ context.Context, p pipeline.Plan, state json.RawMessage) (map[string]string, error) {
-			var trees map[string]map[string]string
-			if err := json.Unmarshal(state, &trees); err != nil {
-				return nil, err
-			}
-			dirs := map[string]string{}
-			for _, fl := range p.Flavours() {
-				for _, f := range packaging.Formats {
-					dir := trees[fl][string(f)]
-					if dir == "" {
-						return nil, fmt.Errorf("no %s tree of %s recorded", f, fl)
-					}
-					dirs["tree "+fl+" "+string(f)] = dir
-				}
-			}
-			return treeDigests(dirs)
-		},
-		Restore: func(_ context.Context, _ pipeline.Plan, _ *pipeline.Ledger, prev pipeline.Memo) error {
-			return json.Unmarshal(prev.State, &r.trees)
-		},
-	})
-}
-
-// reposReuse: the staged publications are outputs, digested whole. What
-// they were staged on (the live publications) is an input; when the live
-// one is this stage's own earlier output (that run published it), the
-// input is what that run staged on.
-func (r *runner) reposReuse() *pipeline.Reuse {
-	r.extraInputs["repos"] = func(_ context.Context, p pipeline.Plan, l *pipeline.Ledger, m map[string]string) error {
-		c := r.reposConfig(p)
-		var prevStaged repos.Staged
-		prev, ok := l.PreviousStage("repos")
-		if ok && prev.Memo != nil {
-			_ = json.Unmarshal(prev.Memo.State, &prevStaged)
-		}
-		for _, x := range []struct{ name, root, prev string }{{"apt", c.AptDir(), prevStaged.Apt}, {"dnf", c.DnfDir(), prevStaged.Dnf}} {
-			key := "base " + x.name
-			cur, err := publish.Current(x.root)
-			switch {
-			case errors.Is(err, publish.ErrNothingPublished):
-				m[key] = "nothing published"
-			case err != nil:
-				return err
-			case cur == x.prev && prev.Memo != nil && prev.Memo.Inputs[key] != "":
-				m[key] = prev.Memo.Inputs[key]
-			default:
-				sum, err := pipeline.TreeDigest(filepath.Join(x.root, "publications", cur))
-				if err != nil {
-					return err
-				}
-				m[key] = cur + " " + sum
-			}
-		}
-		return nil
-	}
-	return r.reuseOf("repos", pipeline.Reuse{
-		State: func() (json.RawMessage, error) { return json.Marshal(r.staged) },
-		Outputs: func(_ context.Context, p pipeline.Plan, state json.RawMessage) (map[string]string, error) {
-			var s repos.Staged
-			if err := json.Unmarshal(state, &s); err != nil {
-				return nil, err
-			}
-			apt, dnf := r.reposConfig(p).StagedDirs(s)
-			m, err := treeDigests(map[string]string{"publication apt": apt, "publication dnf": dnf})
-			if err != nil {
-				return nil, err
-			}
-			m["publication apt"] = s.Apt + " " + m["publication apt"]
-			m["publication dnf"] = s.Dnf + " " + m["publication dnf"]
-			return m, nil
-		},
-		Restore: func(_ context.Context, p pipeline.Plan, _ *pipeline.Ledger, prev pipeline.Memo) error {
-			var s repos.Staged
-			if err := json.Unmarshal(prev.State, &s); err != nil {
-				return err
-			}
-			// Staged and never live (a run that failed at publish), or
-			// live now (the run that staged them published them).
-			c := r.reposConfig(p)
-			for _, x := range []struct{ root, name string }{{c.AptDir(), s.Apt}, {c.DnfDir(), s.Dnf}} {
-				un, err := publish.Unpublished(x.root)
-				if err != nil {
-					return err
-				}
-				cur, _ := publish.Current(x.root)
-				if x.name != cur && !contains(un, x.name) {
-					return fmt.Errorf("%s is neither staged nor the live publication of %s", x.name, x.root)
-				}
-			}
-			r.staged = s
-			return nil
-		},
-	})
-}
-
-// signedState is what the sign stage hands on: the flavours whose signed
-// images it saved.
-type signedState struct {
-	Saved []string `json:"saved"`
-}
-
-// signReuse: the saved signed images are outputs, digested whole; a reuse
-// pushes them (images, signatures, attestations) to the registry again,
-// which a throwaway registry needs and a lasting one already holds.
-func (r *runner) signReuse() *pipeline.Reuse {
-	r.extraInputs["sign"] = func(_ context.Context, _ pipeline.Plan, _ *pipeline.Ledger, m map[string]string) error {
-		pub, err := r.cosignPublic()
-		if err != nil {
-			return err
-		}
-		m["cosign-key"] = sha256Hex(pub)
-		var pushed []string
-		for _, pu := range r.img.pushed {
-			pushed = append(pushed, pu.Flavour+"@"+pu.Digest.DigestStr())
-		}
-		m["pushed"] = strings.Join(pushed, " ")
-		return nil
-	}
-	return r.reuseOf("sign", pipeline.Reuse{
-		State: func() (json.RawMessage, error) {
-			var s signedState
-			for _, pu := range r.img.pushed {
-				s.Saved = append(s.Saved, pu.Flavour)
-			}
-			return json.Marshal(s)
-		},
-		Outputs: func(_ context.Context, p pipeline.Plan, state json.RawMessage) (map[string]string, error) {
-			var s signedState
-			if err := json.Unmarshal(state, &s); err != nil {
-				return nil, err
-			}
-			dirs := map[string]string{}
-			for _, fl := range s.Saved {
-				dirs["signed "+fl] = filepath.Join(p.OutDir(), filepath.FromSlash(SignedDir(fl)))
-			}
-			return treeDigests(dirs)
-		},
-		Restore: func(ctx context.Context, p pipeline.Plan, _ *pipeline.Ledger, _ pipeline.Memo) error {
-			for _, pu := range r.img.pushed {
-				d, err := cosign.Load(ctx, filepath.Join(p.OutDir(), filepath.FromSlash(SignedDir(pu.Flavour))), pu.Digest.Context())
-				if err != nil {
-					return err
-				}
-				if d.DigestStr() != pu.Digest.DigestStr() {
-					return fmt.Errorf("the saved signed %s image is %s, the image is %s", pu.Flavour, d.DigestStr(), pu.Digest.DigestStr())
-				}
-			}
-			return nil
-		},
-	})
-}
-
-// liveState names the live publications after publish.
-type liveState struct{ Apt, Dnf, Files string }
-
-func (r *runner) live(p pipeline.Plan) liveState {
-	c := r.reposConfig(p)
-	cur := func(root string) string {
-		n, err := publish.Current(root)
-		if err != nil {
-			return "none"
-		}
-		return n
-	}
-	return liveState{Apt: cur(c.AptDir()), Dnf: cur(c.DnfDir()), Files: cur(c.FilesDir())}
-}
-
-// publishReuse: publish is unchanged when its inputs are and the live
-// publications are still those it left; a reuse tags the images again
-// (a throwaway registry has lost them; a lasting one keeps them).
-func (r *runner) publishReuse() *pipeline.Reuse {
-	return r.reuseOf("publish", pipeline.Reuse{
-		State: func() (json.RawMessage, error) { return json.Marshal(r.publishedLive) },
-		Outputs: func(_ context.Context, p pipeline.Plan, _ json.RawMessage) (map[string]string, error) {
-			lv := r.live(p)
-			return map[string]string{"live apt": lv.Apt, "live dnf": lv.Dnf, "live files": lv.Files}, nil
-		},
-		Restore: func(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger, _ pipeline.Memo) error {
-			if len(p.Skipped()) > 0 || l.Snapshot() {
-				return nil
-			}
-			return r.publishImages(ctx, p, l)
-		},
-	})
 }
 
 // keptForResume are the publications a run that failed at publish staged

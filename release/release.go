@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/sigstore/sigstore/pkg/signature"
-
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/regcache"
@@ -66,36 +64,45 @@ type Options struct {
 	skipRequired bool
 }
 
-// runner carries what stages hand to each other beyond the ledger.
+// runner holds a run's options and the typed results each stage hands to
+// the stages after it beyond the ledger (results): every stage reads its
+// inputs through its own input function (preflightInput, packagesInput,
+// ...), which fails at the stage's start, naming what is missing, which
+// stage makes it and what became of that stage. Each stage lives in its
+// own file, stage_<name>.go.
 type runner struct {
-	o      Options
-	key    *pgp.Key
-	signer signature.SignerVerifier     // the loaded cosign key (images, SHA256SUMS.sig)
-	trees  map[string]map[string]string // flavour -> format -> installed tree
-	staged repos.Staged
-	img    imageState // images pushed by digest (image), signed (sign), tagged (publish)
+	o   Options
+	out results
 
-	tools         map[string]string // host package versions by stage (hostTools)
-	extraInputs   map[string]func(context.Context, pipeline.Plan, *pipeline.Ledger, map[string]string) error
-	publishedLive liveState // what publish left live
+	tools map[string]string // host package versions by stage (hostTools)
+}
+
+// results are the typed results of the stages, each nil until its stage
+// ran or, unchanged since an earlier run, was restored from that run's
+// memo in the ledger (pipeline.Reuse.Restore).
+type results struct {
+	preflight *preflightResult
+	sources   *sourcesResult
+	toolchain *toolchainResult
+	image     *imageResult
+	repos     *reposResult
+	sign      *signResult
+	publish   *publishResult
 }
 
 // Stages is the release, in order.
 func (r *runner) Stages() []pipeline.Stage {
-	if r.extraInputs == nil {
-		r.extraInputs = map[string]func(context.Context, pipeline.Plan, *pipeline.Ledger, map[string]string) error{}
-	}
 	return []pipeline.Stage{
 		{Name: "preflight", Required: true, Why: "it checks the lock, the keys and the host tools before anything is built or signed", Run: r.preflight, Doc: "lock valid and complete, keys usable, host tools present"},
 		{Name: "sources", Run: r.sources, Doc: "fetch and verify every pinned input, check out the source tree"},
 		{Name: "toolchain", Run: r.toolchain, Reuse: r.toolchainReuse(), Doc: "build the toolchain of each flavour with every RTS way (step cache)"},
-		{Name: "packages", Run: r.packages, Reuse: r.reuseOf("packages", pipeline.Reuse{}), Doc: "signed, reproducible .deb and .rpm of each flavour and the keyring"},
-		{Name: "image", Run: r.image, Reuse: r.imageReuse(), Doc: "OCI image of each flavour from the same .deb, pushed by digest (untagged)"},
-		{Name: "sbom", Run: r.sbom, Reuse: r.reuseOf("sbom", pipeline.Reuse{}), Doc: "SPDX, CycloneDX and SLSA provenance of each flavour"},
-		{Name: "repos", Run: r.repos, Reuse: r.reposReuse(), Doc: "stage signed apt and dnf publications (not live yet)"},
-		{Name: "sign", Required: true, Why: "nothing unsigned is staged: images, attestations and SHA256SUMS are signed in every run", Run: r.sign, Reuse: r.signReuse(), Doc: "cosign signatures and attestations on the images; signed SHA256SUMS"},
-		{Name: "verify", Required: true, Why: "nothing unverified is staged for anyone to look at, nor published", Run: r.verify, Doc: "the verification suite on the staged release"},
-		{Name: "publish", Run: r.publish, Reuse: r.publishReuse(), Doc: "switch the repositories live and tag the images; a snapshot (a run that skipped stages) stays staged"},
+		{Name: "packages", Needs: []string{"sources", "toolchain"}, Run: r.packages, Reuse: r.reuseOf("packages", nil, pipeline.Reuse{}), Doc: "signed, reproducible .deb and .rpm of each flavour and the keyring"},
+		{Name: "image", Needs: []string{"packages"}, Run: r.image, Reuse: r.imageReuse(), Doc: "OCI image of each flavour from the same .deb, pushed by digest (untagged)"},
+		{Name: "sbom", Needs: []string{"toolchain", "packages"}, Run: r.sbom, Reuse: r.reuseOf("sbom", nil, pipeline.Reuse{}), Doc: "SPDX, CycloneDX and SLSA provenance of each flavour"},
+		{Name: "repos", Needs: []string{"preflight", "packages"}, Run: r.repos, Reuse: r.reposReuse(), Doc: "stage signed apt and dnf publications (not live yet)"},
+		{Name: "sign", Needs: []string{"preflight"}, Required: true, Why: "nothing unsigned is staged: images, attestations and SHA256SUMS are signed in every run", Run: r.sign, Reuse: r.signReuse(), Doc: "cosign signatures and attestations on the images; signed SHA256SUMS"},
+		{Name: "verify", Needs: []string{"preflight", "repos"}, Required: true, Why: "nothing unverified is staged for anyone to look at, nor published", Run: r.verify, Doc: "the verification suite on the staged release"},
+		{Name: "publish", Needs: []string{"preflight", "repos"}, Run: r.publish, Reuse: r.publishReuse(), Doc: "switch the repositories live and tag the images; a snapshot (a run that skipped stages) stays staged"},
 	}
 }
 
@@ -144,7 +151,7 @@ func Run(ctx context.Context, p pipeline.Plan, o Options) (*pipeline.Ledger, err
 		return nil, err
 	}
 	defer ev.Close()
-	r := &runner{o: o, trees: map[string]map[string]string{}}
+	r := &runner{o: o}
 	var l pipeline.Ledger
 	stages := r.Stages()
 	for i := range stages {
@@ -160,7 +167,7 @@ func Run(ctx context.Context, p pipeline.Plan, o Options) (*pipeline.Ledger, err
 	}
 	runErr := pipeline.Run(ctx, p, stages, &l, pipeline.Options{Log: o.Log, Events: pipeline.NewEventLog(ev), Previous: prev})
 	failedAt, _ := pipeline.IsStageError(runErr)
-	switch staged := unpublishedOf(r.reposConfig(p), r.staged); {
+	switch staged := unpublishedOf(r.reposConfig(p, nil), r.out.repos.stagedOrNone()); {
 	case runErr == nil || staged == (repos.Staged{}):
 	case failedAt == "publish":
 		// Verified, not live: the next run publishes them if nothing
@@ -168,7 +175,7 @@ func Run(ctx context.Context, p pipeline.Plan, o Options) (*pipeline.Ledger, err
 		logf("%-12s kept this run's staged, verified publications apt/%s and dnf/%s: a re-run publishes them if nothing changed", "cleanup", staged.Apt, staged.Dnf)
 	default:
 		// A failed run leaves nothing in publications/ that never went live.
-		if err := repos.Discard(r.reposConfig(p), staged); err != nil {
+		if err := repos.Discard(r.reposConfig(p, nil), staged); err != nil {
 			runErr = errors.Join(runErr, fmt.Errorf("removing this failed run's staged publications: %w", err))
 		} else {
 			logf("%-12s removed this failed run's staged publications apt/%s and dnf/%s", "cleanup", staged.Apt, staged.Dnf)

@@ -47,7 +47,7 @@ func TestSnapshotIsNeverSwitchedLive(t *testing.T) {
 	}
 
 	var log bytes.Buffer
-	r := &runner{o: Options{RepoRoot: root, RepoURL: c.URL, Log: &log}, key: k, staged: staged}
+	r := &runner{o: Options{RepoRoot: root, RepoURL: c.URL, Log: &log}, out: results{preflight: &preflightResult{key: k}, repos: &reposResult{staged: staged}}}
 	p := snapshotPlan(t, dir, map[string]string{"image": "no registry here"})
 	var l pipeline.Ledger
 	if err := r.publish(ctx, p, &l); err != nil {

@@ -154,3 +154,86 @@ func TestRequiredStagesCannotBeSkipped(t *testing.T) {
 		t.Fatalf("skipping image: err = %v, %d ran, snapshot %v", err, ran, l.Snapshot())
 	}
 }
+
+// TestNeedsOfARunningStageCannotBeSkipped: a run that skips a stage whose
+// results a running stage needs is refused before any stage runs, naming
+// both, why the needed one is skipped and the remedy (a required stage's
+// needs included); skipping the needing stage too is accepted, and a need
+// on a stage not listed before is a programming error.
+func TestNeedsOfARunningStageCannotBeSkipped(t *testing.T) {
+	ran := 0
+	run := func(context.Context, Plan, *Ledger) error { ran++; return nil }
+	stages := []Stage{
+		{Name: "preflight", Required: true, Why: "keys", Run: run},
+		{Name: "toolchain", Run: run},
+		{Name: "packages", Needs: []string{"toolchain"}, Run: run},
+		{Name: "repos", Needs: []string{"packages"}, Run: run},
+		{Name: "verify", Required: true, Why: "nothing unverified", Needs: []string{"preflight", "repos"}, Run: run},
+	}
+	plan := func(skip map[string]string) Plan {
+		cfg := testConfig(t)
+		cfg.Skip = skip
+		p, err := NewPlan(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	err := Run(context.Background(), plan(map[string]string{"toolchain": "built elsewhere"}), stages, &Ledger{}, Options{})
+	if err == nil || ran != 0 {
+		t.Fatalf("skipping toolchain that packages needs: err = %v, %d stage(s) ran", err, ran)
+	}
+	for _, want := range []string{"packages needs toolchain (skipped: built elsewhere)", "remove the needed stages from HALVM_SKIP, or skip the stages that need them too"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal lacks %q:\n%v", want, err)
+		}
+	}
+	err = Run(context.Background(), plan(map[string]string{"repos": "no publish root"}), stages, &Ledger{}, Options{})
+	if err == nil || !strings.Contains(err.Error(), "verify, a required stage, needs repos (skipped: no publish root)") || ran != 0 {
+		t.Fatalf("skipping repos that the required verify needs: err = %v, %d ran", err, ran)
+	}
+	// Skipping packages and repos too leaves no running stage without
+	// its needs... except verify, which is required: still refused.
+	err = Run(context.Background(), plan(map[string]string{"toolchain": "x", "packages": "x", "repos": "x"}), stages, &Ledger{}, Options{})
+	if err == nil || !strings.Contains(err.Error(), "verify, a required stage, needs repos") || strings.Contains(err.Error(), "packages needs") || ran != 0 {
+		t.Fatalf("skipping the chain below a required stage: err = %v, %d ran", err, ran)
+	}
+	var l Ledger
+	if err := Run(context.Background(), plan(map[string]string{"toolchain": "x", "packages": "x", "repos": "x"}), stages[:4], &l, Options{}); err != nil || ran != 1 {
+		t.Fatalf("skipping toolchain and everything that needs it: err = %v, %d ran", err, ran)
+	}
+	bad := []Stage{{Name: "a", Needs: []string{"b"}, Run: run}, {Name: "b", Run: run}}
+	if err := Run(context.Background(), plan(nil), bad, &Ledger{}, Options{}); err == nil || !strings.Contains(err.Error(), `stage "a" needs "b", which is not listed before it`) {
+		t.Fatalf("a need on a later stage: %v", err)
+	}
+}
+
+// TestMissingInputSaysWhatWhyAndHow: a stage started without an earlier
+// stage's result names the input, the stage that makes it, what became of
+// that stage (skipped with its reason, failed, not run) and the remedy.
+func TestMissingInputSaysWhatWhyAndHow(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Skip = map[string]string{"image": "no registry"}
+	p, err := NewPlan(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l Ledger
+	l.RecordStage(StageRecord{Name: "repos", Status: Failed, Reason: "disk full"})
+	for _, c := range []struct {
+		from, want string
+	}{
+		{"image", "sign cannot start: it needs the pushed images from the image stage, which was skipped (no registry): remove image from HALVM_SKIP, or skip sign too"},
+		{"repos", "sign cannot start: it needs the pushed images from the repos stage, which failed (disk full): run the stages in order, as the release does"},
+		{"preflight", "sign cannot start: it needs the pushed images from the preflight stage, which has not run: run the stages in order"},
+	} {
+		err := error(MissingInput(p, &l, "sign", "the pushed images", c.from))
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("from %s:\n got %v\nwant %s", c.from, err, c.want)
+		}
+		var mi *MissingInputError
+		if !errors.As(err, &mi) || mi.Stage != "sign" || mi.From != c.from {
+			t.Errorf("from %s: not a MissingInputError naming both stages: %#v", c.from, err)
+		}
+	}
+}

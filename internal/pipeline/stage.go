@@ -22,7 +22,13 @@ type Stage struct {
 	Required bool
 	// Why says why a required stage cannot be skipped.
 	Why string
-	Run func(ctx context.Context, p Plan, l *Ledger) error
+	// Needs are the earlier stages whose results this stage reads. A run
+	// that skips one of them and runs this stage is refused before any
+	// stage runs, naming both (a required stage's needs are thereby
+	// required too); the stage itself checks at its start that each
+	// result is there (see MissingInputError).
+	Needs []string
+	Run   func(ctx context.Context, p Plan, l *Ledger) error
 	// Reuse, when set, lets a re-run skip the stage when nothing it reads
 	// changed and its outputs are still there (see Reuse).
 	Reuse *Reuse
@@ -68,6 +74,11 @@ func Run(ctx context.Context, p Plan, stages []Stage, l *Ledger, o Options) erro
 		if names[s.Name] {
 			return fmt.Errorf("pipeline: stage %q listed twice", s.Name)
 		}
+		for _, n := range s.Needs {
+			if !names[n] {
+				return fmt.Errorf("pipeline: stage %q needs %q, which is not listed before it", s.Name, n)
+			}
+		}
 		names[s.Name] = true
 	}
 	for _, name := range p.Skipped() {
@@ -93,6 +104,9 @@ func Run(ctx context.Context, p Plan, stages []Stage, l *Ledger, o Options) erro
 	}
 	if len(refused) > 0 {
 		return fmt.Errorf("pipeline: required stages cannot be skipped, in any run: %s; remove them from HALVM_SKIP", strings.Join(refused, "; "))
+	}
+	if err := checkNeeds(p, stages); err != nil {
+		return err
 	}
 	var failed *StageError
 	for _, s := range stages {
@@ -221,6 +235,74 @@ func record(ctx context.Context, p Plan, l *Ledger, s Stage, inputs map[string]s
 		m.Outputs = out
 	}
 	return m, nil
+}
+
+// checkNeeds refuses a plan that skips a stage whose results a stage that
+// runs reads.
+func checkNeeds(p Plan, stages []Stage) error {
+	var unmet []string
+	for _, s := range stages {
+		if _, skip := p.SkipReason(s.Name); skip {
+			continue
+		}
+		for _, n := range s.Needs {
+			if why, skip := p.SkipReason(n); skip {
+				req := ""
+				if s.Required {
+					req = ", a required stage,"
+				}
+				unmet = append(unmet, fmt.Sprintf("%s%s needs %s (skipped: %s)", s.Name, req, n, why))
+			}
+		}
+	}
+	if len(unmet) == 0 {
+		return nil
+	}
+	return fmt.Errorf("pipeline: a stage that runs needs the results of a skipped stage: %s; remove the needed stages from HALVM_SKIP, or skip the stages that need them too", strings.Join(unmet, "; "))
+}
+
+// MissingInputError is a stage started without a result an earlier stage
+// hands it: it fails at its start, before doing any work.
+type MissingInputError struct {
+	Stage string // the stage that cannot start
+	Input string // what it lacks, in words
+	From  string // the stage that makes it
+	State string // what became of that stage ("was skipped (why)", ...)
+}
+
+func (e *MissingInputError) Error() string {
+	remedy := "run the stages in order, as the release does"
+	if strings.HasPrefix(e.State, "was skipped") {
+		remedy = fmt.Sprintf("remove %s from HALVM_SKIP, or skip %s too", e.From, e.Stage)
+	}
+	return fmt.Sprintf("%s cannot start: it needs %s from the %s stage, which %s: %s", e.Stage, e.Input, e.From, e.State, remedy)
+}
+
+// MissingInput is the error of stage started without input, which stage
+// from makes: it says what became of from, by the plan and the ledger.
+func MissingInput(p Plan, l *Ledger, stage, input, from string) *MissingInputError {
+	state := "has not run"
+	if why, skip := p.SkipReason(from); skip {
+		state = "was skipped (" + why + ")"
+	} else if l != nil {
+		if rec, ok := l.stage(from); ok {
+			why := ""
+			if rec.Reason != "" {
+				why = " (" + rec.Reason + ")"
+			}
+			switch rec.Status {
+			case Passed:
+				state = "passed without leaving it"
+			case Failed:
+				state = "failed" + why
+			case Skipped:
+				state = "was skipped" + why
+			default:
+				state = "did not run" + why
+			}
+		}
+	}
+	return &MissingInputError{Stage: stage, Input: input, From: from, State: state}
 }
 
 func stageNames(stages []Stage) []string {

@@ -8,8 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/halvm/halvm-release/internal/fsutil"
@@ -19,7 +17,6 @@ import (
 	"github.com/halvm/halvm-release/oci"
 	"github.com/halvm/halvm-release/oci/baseimage"
 	"github.com/halvm/halvm-release/oci/cosign"
-	"github.com/halvm/halvm-release/sbom"
 )
 
 // Where the image stage writes below dist/ (the ledger's oci-layout entry
@@ -33,9 +30,27 @@ const (
 	TarballRepo = "halvm"
 )
 
-// imageState is what the image stage hands to sign and publish.
-type imageState struct {
+// imageResult is what the image stage hands to sign and publish: the
+// images pushed by digest (none without a registry).
+type imageResult struct {
 	pushed []oci.Pushed
+}
+
+// imageInput is what the image stage reads: the build of every flavour's
+// image (imageConfig), from the .deb files of the packages stage.
+type imageInput struct {
+	config oci.Config
+}
+
+func (r *runner) imageInput(p pipeline.Plan, l *pipeline.Ledger) (imageInput, error) {
+	if _, err := r.lock(); err != nil {
+		return imageInput{}, err
+	}
+	c, err := r.imageConfig(p, l)
+	if err != nil {
+		return imageInput{}, fmt.Errorf("the image inputs: %w", err)
+	}
+	return imageInput{config: c}, nil
 }
 
 // imageConfig is the build of every flavour's image from the .deb files
@@ -61,7 +76,7 @@ func (r *runner) imageConfig(p pipeline.Plan, l *pipeline.Ledger) (oci.Config, e
 			}
 		}
 		if deb == nil {
-			errs = append(errs, fmt.Errorf("flavour %s: the ledger has no .deb %q: the packages stage must run first", fl, fl))
+			errs = append(errs, pipeline.MissingInput(p, l, "image", fmt.Sprintf("the .deb %q (ledger kind deb)", fl), "packages"))
 			continue
 		}
 		path := filepath.Join(p.OutDir(), filepath.FromSlash(deb.Path))
@@ -83,14 +98,15 @@ func (r *runner) imageConfig(p pipeline.Plan, l *pipeline.Ledger) (oci.Config, e
 }
 
 func (r *runner) image(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
+	in, err := r.imageInput(p, l)
+	if err != nil {
+		return err
+	}
+	c := in.config
 	var needs hostreq.Set
 	needs.AddUsers("image")
 	if err := hostreq.Ensure(ctx, needs, hostreq.EnsureOptions{}); err != nil {
 		return err
-	}
-	c, err := r.imageConfig(p, l)
-	if err != nil {
-		return fmt.Errorf("the image inputs: %w", err)
 	}
 	keys, err := r.imageKeys(ctx, c)
 	if err != nil {
@@ -173,7 +189,7 @@ func (r *runner) pushImages(ctx context.Context, l *pipeline.Ledger, images []oc
 			return err
 		}
 	}
-	r.img.pushed = pushed
+	r.out.image = &imageResult{pushed: pushed}
 	for i, im := range images {
 		raw, err := im.Image.RawManifest()
 		if err != nil {
@@ -277,7 +293,7 @@ func (r *runner) reusableImages(p pipeline.Plan, l *pipeline.Ledger, c oci.Confi
 // imageReuse: the image layout is an output, digested whole; a reuse reads
 // the images back from it and pushes them again.
 func (r *runner) imageReuse() *pipeline.Reuse {
-	return r.reuseOf("image", pipeline.Reuse{
+	return r.reuseOf("image", nil, pipeline.Reuse{
 		Outputs: func(_ context.Context, p pipeline.Plan, _ json.RawMessage) (map[string]string, error) {
 			return treeDigests(map[string]string{"layout": filepath.Join(p.OutDir(), ImageLayoutDir)})
 		},
@@ -346,124 +362,4 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.Rename(tmp, dst)
-}
-
-// attestations are the flavour's SBOM and provenance documents, as the
-// sbom stage recorded them.
-func attestations(p pipeline.Plan, l *pipeline.Ledger, flavour string) ([]cosign.Attestation, error) {
-	var out []cosign.Attestation
-	var errs []error
-	for _, k := range []struct {
-		kind pipeline.Kind
-		typ  string
-	}{{pipeline.KindSPDX, cosign.PredicateSPDX}, {pipeline.KindCycloneDX, cosign.PredicateCycloneDX}, {pipeline.KindProvenance, cosign.PredicateSLSA1}} {
-		a := l.Find(k.kind, flavour)
-		if len(a) != 1 {
-			errs = append(errs, fmt.Errorf("%s of %s: want one in the ledger, found %d (the sbom stage must run first)", k.kind, flavour, len(a)))
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(p.OutDir(), filepath.FromSlash(a[0].Path)))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, cosign.Attestation{PredicateType: k.typ, Predicate: b})
-	}
-	return out, errors.Join(errs...)
-}
-
-// SignedDir is where the sign stage saves each flavour's signed image
-// below dist/, as `cosign save --dir` does: the image with its signatures
-// and attestations, which `cosign load --dir` pushes to any registry and
-// from which a verification re-serves a throwaway registry that is gone.
-func SignedDir(flavour string) string { return "oci/cosign/" + flavour }
-
-// saveSigned saves the pushed, signed image of a flavour to dist/ and
-// records it (KindOCISigned, with the ref it was saved from).
-func saveSigned(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger, pu oci.Pushed) error {
-	rel := SignedDir(pu.Flavour)
-	dir := filepath.Join(p.OutDir(), filepath.FromSlash(rel))
-	if err := cosign.Save(ctx, pu.Digest, dir); err != nil {
-		return fmt.Errorf("the signed %s image: %w", pu.Flavour, err)
-	}
-	// Its image blobs are the image layout's: link them, do not copy.
-	if _, err := oci.LinkSharedBlobs(dir, filepath.Join(p.OutDir(), filepath.FromSlash(ImageLayoutDir))); err != nil {
-		return err
-	}
-	l.Add(pipeline.Artifact{Kind: pipeline.KindOCISigned, Name: pu.Flavour, Flavour: pu.Flavour, Path: rel, Ref: pu.Digest.String()})
-	return nil
-}
-
-// releaseFileKinds are the files SHA256SUMS covers.
-var releaseFileKinds = []pipeline.Kind{pipeline.KindDeb, pipeline.KindRPM, pipeline.KindSPDX, pipeline.KindCycloneDX, pipeline.KindProvenance, pipeline.KindOCILayout, pipeline.KindLock}
-
-func (r *runner) sign(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
-	sv, err := cosign.LoadSigner(r.o.CosignKey)
-	if err != nil {
-		return fmt.Errorf("cosign key: %w (set HALVM_COSIGN_KEY_FILE and HALVM_COSIGN_PASSWORD_FILE, or run `go run mage.go keys:dev` for a trial)", err)
-	}
-	r.signer = sv
-	if len(r.img.pushed) == 0 {
-		if _, skipped := p.SkipReason("image"); !skipped && r.o.Official {
-			return errors.New("the images were not pushed, so they cannot be signed: an official release needs a registry (set HALVM_REGISTRY)")
-		}
-		if r.o.Log != nil {
-			fmt.Fprintln(r.o.Log, "sign: no pushed images (no registry configured): image signatures skipped, SHA256SUMS still signed")
-		}
-	}
-	s := &cosign.Signer{SV: sv, Attestations: map[string][]cosign.Attestation{}}
-	var errs []error
-	for _, pu := range r.img.pushed {
-		a, err := attestations(p, l, pu.Flavour)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		s.Attestations[pu.Flavour] = a
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	for _, pu := range r.img.pushed {
-		if err := s.Sign(ctx, pu.Flavour, pu.Digest); err != nil {
-			return fmt.Errorf("signing the %s image %s: %w", pu.Flavour, pu.Digest, err)
-		}
-		if err := saveSigned(ctx, p, l, pu); err != nil {
-			return err
-		}
-	}
-	if r.key == nil {
-		return errors.New("the archive key is not loaded (the preflight stage loads it)")
-	}
-	var names []string
-	for _, k := range releaseFileKinds {
-		for _, a := range l.Find(k, "") {
-			names = append(names, a.Path)
-		}
-	}
-	sort.Strings(names)
-	_, err = sbom.WriteSignedSums(p.OutDir(), names, r.signer, r.key, p.Epoch(), l)
-	return err
-}
-
-// publishImages tags the images pushed by digest: 2.4.3, 2.4.3-<release>,
-// latest (and the base image's bookworm). It runs last, after verify, so a
-// failure anywhere before leaves no tag.
-func (r *runner) publishImages(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
-	if len(r.img.pushed) == 0 {
-		return nil
-	}
-	if err := oci.Tag(ctx, r.img.pushed); err != nil {
-		return err
-	}
-	if r.o.Log != nil {
-		for _, pu := range r.img.pushed {
-			var tags []string
-			for _, t := range pu.Tags {
-				tags = append(tags, t.TagStr())
-			}
-			fmt.Fprintf(r.o.Log, "publish: %s tagged %s\n", pu.Digest.Context(), strings.Join(tags, ", "))
-		}
-	}
-	return nil
 }

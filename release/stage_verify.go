@@ -12,26 +12,44 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/sigstore/sigstore/pkg/signature"
+
 	"github.com/halvm/halvm-release/internal/fsutil"
+	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/rootfs"
 	"github.com/halvm/halvm-release/oci/cosign"
+	"github.com/halvm/halvm-release/repos"
 	"github.com/halvm/halvm-release/verify"
 	"github.com/halvm/halvm-release/verify/checks"
 	"github.com/halvm/halvm-release/verify/xenboot"
 )
 
+// verifyInput is what verify reads: the archive key (preflight) and the
+// staged publications (repos); the cosign key is sign's, or loaded from
+// the options.
+type verifyInput struct {
+	key    *pgp.Key
+	staged repos.Staged
+}
+
+func (r *runner) verifyInput(p pipeline.Plan, l *pipeline.Ledger) (verifyInput, error) {
+	_, lerr := r.lock()
+	k, s, err := r.keyAndStaged(p, l, "verify")
+	return verifyInput{key: k, staged: s}, errors.Join(lerr, err)
+}
+
 // verify runs the verification suite (package verify/checks) on the
 // staged repositories and the release directory, writing dist/verify.json.
 func (r *runner) verify(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) error {
-	c := r.reposConfig(p)
-	apt, dnf := c.StagedDirs(r.staged)
-	if r.key == nil {
-		return errors.New("no archive key loaded (the preflight stage did not run)")
+	in, err := r.verifyInput(p, l)
+	if err != nil {
+		return err
 	}
+	apt, dnf := r.reposConfig(p, in.key).StagedDirs(in.staged)
 	cfg := checks.Config{
 		AptDir: apt, DnfDir: dnf,
-		ArchiveKey: r.key.PublicBinary(),
+		ArchiveKey: in.key.PublicBinary(),
 		Lock:       r.o.Lock,
 		Flavours:   p.Flavours(),
 		// What users have now: the live publication the staged one extends.
@@ -266,9 +284,13 @@ func (r *runner) verifyCacheDir(p pipeline.Plan) string {
 	return filepath.Join(p.CacheDir(), "verify")
 }
 
-// cosignPublic is the public half of the release's cosign key.
+// cosignPublic is the public half of the release's cosign key: the key
+// sign loaded, else the options'.
 func (r *runner) cosignPublic() ([]byte, error) {
-	sv := r.signer
+	var sv signature.SignerVerifier
+	if r.out.sign != nil {
+		sv = r.out.sign.signer
+	}
 	if sv == nil {
 		var err error
 		if sv, err = cosign.LoadSigner(r.o.CosignKey); err != nil {
