@@ -138,7 +138,12 @@ func duBytes(b *testing.B, dir string) int64 {
 
 func runChild(b *testing.B, mode string, trees map[Format]string) benchResult {
 	b.Helper()
-	out := b.TempDir()
+	return runChildIn(b, mode, trees, b.TempDir())
+}
+
+// runChildIn runs measurement mode in a child process writing into out.
+func runChildIn(b *testing.B, mode string, trees map[Format]string, out string) benchResult {
+	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	env := run.BaseEnv(benchChildEnv+"="+mode, "HALVM_BENCH_DEB_COMPRESSION="+os.Getenv("HALVM_BENCH_DEB_COMPRESSION"), "BENCH_OUT="+out, "BENCH_DEB_TREE="+trees[Deb], "BENCH_RPM_TREE="+trees[RPM])
@@ -163,6 +168,11 @@ func benchChild(mode string) int {
 		Compression[Deb] = c // same level for ours and dpkg-deb
 	}
 	trees := map[Format]string{Deb: os.Getenv("BENCH_DEB_TREE"), RPM: os.Getenv("BENCH_RPM_TREE")}
+	var comp map[Format]string
+	if c, ok := strings.CutPrefix(mode, "comp:"); ok {
+		f, level, _ := strings.Cut(c, "/") // BenchmarkCompression: comp:deb/zstd:3
+		mode, comp = "ours-"+f, map[Format]string{Format(f): level}
+	}
 	ctx := context.Background()
 	start := time.Now()
 	err := func() error {
@@ -171,7 +181,7 @@ func benchChild(mode string) int {
 			return err
 		}
 		start = time.Now() // key generation is not packaging
-		o := Options{Key: k}
+		o := Options{Key: k, Compression: comp}
 		tc := func(f Format) Toolchain {
 			return Toolchain{Flavour: "halvm", Version: testVersion, Release: 1, Epoch: testEpoch,
 				Tree:      Tree{Root: trees[f], Prefix: Layouts[f].Prefix, Libdir: Layouts[f].Libdir},
