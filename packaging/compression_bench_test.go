@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/benchsum"
 	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testenv"
 )
@@ -80,7 +81,9 @@ func BenchmarkCompression(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	fmt.Print(compressionTable(rows, size))
+	load, _ := os.ReadFile("/proc/loadavg")
+	benchsum.Print(os.Stdout, fmt.Sprintf("compression of the stand-in toolchain (%.2f GB tree, load %s)", float64(size)/1e9, strings.Join(strings.Fields(string(load))[:3], " ")),
+		compressionTable(rows))
 }
 
 // candidate is one format and compression (Options.Compression syntax).
@@ -107,10 +110,8 @@ type compressionRow struct {
 	lintian    string // debs only
 }
 
-func compressionTable(rows []compressionRow, treeBytes int64) string {
+func compressionTable(rows []compressionRow) string {
 	var s strings.Builder
-	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Fprintf(&s, "\ncompression of the stand-in toolchain (%.2f GB tree, load %s):\n", float64(treeBytes)/1e9, strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Fprintf(&s, "| format | compression | package MB | build s | build peak RSS MB | install s | lintian |\n|---|---|---:|---:|---:|---:|---|\n")
 	for _, r := range rows {
 		inst := fmt.Sprintf("%.1f", r.install.Seconds())
