@@ -54,7 +54,7 @@ var Vars = []Var{
 	{"HALVM_TEST_CACHE", "$HOME/.cache/halvm-release-test", "the tests' download cache (rootfs templates, the stock cosign CLI in gobin/)"},
 	{"HALVM_REAL_UPSTREAM", "$CHECKOUT/../shared/real-upstream", "the tests: directory holding the real HaLVM sources' air-gapped mirror (halvm-2.4.3-git.tar.xz and its .sha256)"},
 	{"HALVM_BENCH_PREPARE", "", "1: the packaging benchmark (go run mage.go bench) prepares its stand-in tree (downloads ghc and ghc-prof)"},
-	{"HALVM_BENCH_MODES", "ours-deb,ours-rpm,ours-both,dpkg-deb,rpmbuild", "the packaging benchmark's measurements, comma-separated"},
+	{"HALVM_BENCH_MODES", "ours-deb,ours-rpm,ours-both,ours-both-2x,dpkg-deb,rpmbuild", "the packaging benchmark's measurements, comma-separated"},
 	{"HALVM_BENCH_TREE_MB", "0", "the compression benchmark measures on the first <n> MB of the stand-in tree (files in path order); 0 is the whole ~1.56 GB tree"},
 	{"HALVM_BENCH_COMPRESSIONS", "deb/gzip:1,deb/gzip:9,deb/xz,deb/zstd:3,deb/zstd:19,rpm/gzip:9,rpm/xz,rpm/zstd:3,rpm/zstd:19", "the compression benchmark's candidates, <deb|rpm>/<compression>, comma-separated"},
 	{"HALVM_BENCH_DEB_COMPRESSION", "", "the packaging benchmark's .deb compression for ours and dpkg-deb alike (e.g. gzip:9); \"\" is the release's"},
