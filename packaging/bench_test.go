@@ -251,8 +251,8 @@ func benchKey() (*pgp.Key, error) {
 	return pgp.Generate("HaLVM packaging benchmark", "bench@example.org", true, testEpoch)
 }
 
-// stockDeb builds the same tree with dpkg-deb at the same compression
-// (gzip -6), from a hard-linked copy with a DEBIAN/control (dpkg-deb wants
+// stockDeb builds the same tree with dpkg-deb at the same compression,
+// from a hard-linked copy with a DEBIAN/control (dpkg-deb wants
 // it inside the tree). dpkg-deb writes no md5sums (dh_md5sums would).
 func stockDeb(ctx context.Context, tree, out string) error {
 	stage := filepath.Join(out, "stage")
@@ -266,8 +266,14 @@ func stockDeb(ctx context.Context, tree, out string) error {
 	if err := os.WriteFile(filepath.Join(stage, "DEBIAN", "control"), []byte(control), 0o644); err != nil {
 		return err
 	}
-	level := strings.TrimPrefix(Compression[Deb], "gzip:")
-	return run.Run(ctx, run.Cmd{Args: []string{"dpkg-deb", "--root-owner-group", "-Zgzip", "-z" + level, "--build", stage, filepath.Join(out, "stock.deb")},
+	// dpkg-deb -Z<type> [-z<level>]: nfpm's xz has no level (dpkg-deb's
+	// default, 6, is nearest).
+	typ, level, _ := strings.Cut(Compression[Deb], ":")
+	args := []string{"dpkg-deb", "--root-owner-group", "-Z" + typ}
+	if level != "" {
+		args = append(args, "-z"+level)
+	}
+	return run.Run(ctx, run.Cmd{Args: append(args, "--build", stage, filepath.Join(out, "stock.deb")),
 		Env: run.BaseEnv("SOURCE_DATE_EPOCH=1544054400")})
 }
 
