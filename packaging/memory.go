@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 
 	"golang.org/x/sync/semaphore"
@@ -21,8 +22,9 @@ import (
 
 // buildMemory estimates the peak memory of building a package in format f
 // from treeBytes of files: rpm holds the tree and its payload (measured
-// 1.12-1.35x the tree with zstd), a deb the compressed data.tar while its
-// buffer grows (measured 0.45-0.7x), plus the runtime's own.
+// 2252 MB peak RSS for the 1.56 GB tree, 1.44x, zstd), a deb the compressed
+// data.tar while its buffer grows (1053 MB, 0.67x, gzip -1), plus the
+// runtime's own.
 func buildMemory(f Format, treeBytes int64) int64 {
 	const base = 64 << 20
 	if f == RPM {
@@ -66,7 +68,13 @@ func (m *MemoryBudget) acquire(ctx context.Context, n int64) (func(), error) {
 	if err := m.sem.Acquire(ctx, n); err != nil {
 		return nil, err
 	}
-	return func() { m.sem.Release(n) }, nil
+	return func() {
+		// The finished build's buffers are garbage now, but the collector
+		// would only run once the heap doubled the last live size (the
+		// whole package): the next build would pile on top of them.
+		debug.FreeOSMemory()
+		m.sem.Release(n)
+	}, nil
 }
 
 // memAvailable reads MemAvailable (bytes) from a /proc/meminfo file.
