@@ -6,8 +6,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sync/semaphore"
 )
@@ -48,14 +51,61 @@ func NewMemoryBudget(size int64) *MemoryBudget {
 }
 
 // HostMemoryBudget is a budget of 80 % of the host's MemAvailable (the
-// page cache of the tree being read counts as available), so builds that
-// fit it never make the host swap.
+// page cache of the tree being read counts as available), or of what this
+// process's memory cgroup (a container's limit) has left if that is less,
+// so builds that fit it never make the host swap.
 func HostMemoryBudget() (*MemoryBudget, error) {
 	avail, err := memAvailable("/proc/meminfo")
 	if err != nil {
 		return nil, err
 	}
+	if left, ok := cgroupMemoryLeft("/proc/self/cgroup", "/sys/fs/cgroup"); ok && left < avail {
+		avail = left
+	}
 	return NewMemoryBudget(avail / 5 * 4), nil
+}
+
+// cgroupMemoryLeft is the limit less the usage of the memory cgroup named
+// in selfCgroup (/proc/self/cgroup), under root (/sys/fs/cgroup): cgroup v1
+// (memory.limit_in_bytes, memory.usage_in_bytes) or v2 (memory.max,
+// memory.current). ok is false when there is no limit or it is unreadable.
+func cgroupMemoryLeft(selfCgroup, root string) (left int64, ok bool) {
+	data, err := os.ReadFile(selfCgroup)
+	if err != nil {
+		return 0, false
+	}
+	readInt := func(p string) (int64, bool) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
+		return n, err == nil // "max" (v2: no limit) fails here
+	}
+	var limitFile, usageFile string
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		switch {
+		case slices.Contains(strings.Split(f[1], ","), "memory"):
+			dir := filepath.Join(root, "memory", f[2])
+			limitFile, usageFile = filepath.Join(dir, "memory.limit_in_bytes"), filepath.Join(dir, "memory.usage_in_bytes")
+		case f[0] == "0" && f[1] == "" && limitFile == "":
+			dir := filepath.Join(root, f[2])
+			limitFile, usageFile = filepath.Join(dir, "memory.max"), filepath.Join(dir, "memory.current")
+		}
+	}
+	if limitFile == "" {
+		return 0, false
+	}
+	limit, ok1 := readInt(limitFile)
+	usage, ok2 := readInt(usageFile)
+	if !ok1 || !ok2 || limit >= 1<<60 { // v1 writes ~2^63 for no limit
+		return 0, false
+	}
+	return max(limit-usage, 0), true
 }
 
 // acquire waits until n bytes (at most the budget) are free and returns

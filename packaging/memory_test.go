@@ -63,3 +63,37 @@ func TestMemoryBudgetSerializes(t *testing.T) {
 	must(t, err)
 	r()
 }
+
+// TestCgroupMemoryLeft: a container's memory limit (cgroup v1 or v2) bounds
+// the budget; no limit, or none readable, leaves MemAvailable alone.
+func TestCgroupMemoryLeft(t *testing.T) {
+	root := t.TempDir()
+	write := func(p, text string) {
+		t.Helper()
+		must(t, os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755))
+		must(t, os.WriteFile(filepath.Join(root, p), []byte(text), 0o644))
+	}
+	write("self-v1", "9:name=systemd:/\n4:memory:/docker/abc\n0::/\n")
+	write("memory/docker/abc/memory.limit_in_bytes", "3221225472\n")
+	write("memory/docker/abc/memory.usage_in_bytes", "1073741824\n")
+	if left, ok := cgroupMemoryLeft(filepath.Join(root, "self-v1"), root); !ok || left != 2<<30 {
+		t.Errorf("cgroup v1: %d, %v; want %d", left, ok, 2<<30)
+	}
+	write("self-v2", "0::/ci.slice/job\n")
+	write("ci.slice/job/memory.max", "4294967296\n")
+	write("ci.slice/job/memory.current", "1073741824\n")
+	if left, ok := cgroupMemoryLeft(filepath.Join(root, "self-v2"), root); !ok || left != 3<<30 {
+		t.Errorf("cgroup v2: %d, %v; want %d", left, ok, 3<<30)
+	}
+	write("ci.slice/job/memory.max", "max\n")
+	if left, ok := cgroupMemoryLeft(filepath.Join(root, "self-v2"), root); ok {
+		t.Errorf("cgroup v2 without a limit: %d, %v; want none", left, ok)
+	}
+	write("memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n")
+	if left, ok := cgroupMemoryLeft(filepath.Join(root, "self-v1"), root); ok {
+		t.Errorf("cgroup v1 without a limit: %d, %v; want none", left, ok)
+	}
+	if _, ok := cgroupMemoryLeft(filepath.Join(root, "missing"), root); ok {
+		t.Error("an unreadable /proc/self/cgroup gave a limit")
+	}
+}
