@@ -93,11 +93,14 @@ cd standin-deb && rm -rf usr/lib/debug var etc && mkdir -p .` + l.Libdir + ` && 
 
 // BenchmarkPackaging reports, side by side, the time and peak memory of
 // this package's builds and of the stock tools at the same compression.
+// ours-both builds the deb and the rpm at once with no memory budget (as
+// on a large machine); ours-both-2x with the budget a machine with twice
+// the tree's RAM gets (HostMemoryBudget there).
 func BenchmarkPackaging(b *testing.B) {
 	trees := standin(b)
 	size := duBytes(b, trees[Deb])
 	b.Logf("stand-in tree: %s, %.2f GB", trees[Deb], float64(size)/1e9)
-	modes := []string{"ours-deb", "ours-rpm", "ours-both", "dpkg-deb", "rpmbuild"}
+	modes := []string{"ours-deb", "ours-rpm", "ours-both", "ours-both-2x", "dpkg-deb", "rpmbuild"}
 	if m := os.Getenv("HALVM_BENCH_MODES"); m != "" {
 		modes = strings.Split(m, ",") // e.g. ours-deb,dpkg-deb
 	}
@@ -138,7 +141,12 @@ func duBytes(b *testing.B, dir string) int64 {
 
 func runChild(b *testing.B, mode string, trees map[Format]string) benchResult {
 	b.Helper()
-	out := b.TempDir()
+	return runChildIn(b, mode, trees, b.TempDir())
+}
+
+// runChildIn runs measurement mode in a child process writing into out.
+func runChildIn(b *testing.B, mode string, trees map[Format]string, out string) benchResult {
+	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	env := run.BaseEnv(benchChildEnv+"="+mode, "HALVM_BENCH_DEB_COMPRESSION="+os.Getenv("HALVM_BENCH_DEB_COMPRESSION"), "BENCH_OUT="+out, "BENCH_DEB_TREE="+trees[Deb], "BENCH_RPM_TREE="+trees[RPM])
@@ -163,6 +171,11 @@ func benchChild(mode string) int {
 		Compression[Deb] = c // same level for ours and dpkg-deb
 	}
 	trees := map[Format]string{Deb: os.Getenv("BENCH_DEB_TREE"), RPM: os.Getenv("BENCH_RPM_TREE")}
+	var comp map[Format]string
+	if c, ok := strings.CutPrefix(mode, "comp:"); ok {
+		f, level, _ := strings.Cut(c, "/") // BenchmarkCompression: comp:deb/zstd:3
+		mode, comp = "ours-"+f, map[Format]string{Format(f): level}
+	}
 	ctx := context.Background()
 	start := time.Now()
 	err := func() error {
@@ -171,7 +184,7 @@ func benchChild(mode string) int {
 			return err
 		}
 		start = time.Now() // key generation is not packaging
-		o := Options{Key: k}
+		o := Options{Key: k, Compression: comp}
 		tc := func(f Format) Toolchain {
 			return Toolchain{Flavour: "halvm", Version: testVersion, Release: 1, Epoch: testEpoch,
 				Tree:      Tree{Root: trees[f], Prefix: Layouts[f].Prefix, Libdir: Layouts[f].Libdir},
@@ -182,7 +195,20 @@ func benchChild(mode string) int {
 			f := Format(strings.TrimPrefix(mode, "ours-"))
 			_, err := BuildToolchain(ctx, f, tc(f), o, out)
 			return err
-		case "ours-both":
+		case "ours-both", "ours-both-2x":
+			if mode == "ours-both-2x" {
+				// As on a machine with twice the tree's RAM: what is
+				// available there (less ~300 MB for the system) makes the
+				// budget the packages stage would take.
+				var size int64
+				filepath.Walk(trees[Deb], func(p string, info os.FileInfo, err error) error {
+					if err == nil && info.Mode().IsRegular() {
+						size += info.Size()
+					}
+					return err
+				})
+				o.Memory = NewMemoryBudget((2*size - 300<<20) / 5 * 4)
+			}
 			errs := make(chan error, 2)
 			for _, f := range Formats {
 				go func(f Format) { _, err := BuildToolchain(ctx, f, tc(f), o, out); errs <- err }(f)
@@ -225,8 +251,8 @@ func benchKey() (*pgp.Key, error) {
 	return pgp.Generate("HaLVM packaging benchmark", "bench@example.org", true, testEpoch)
 }
 
-// stockDeb builds the same tree with dpkg-deb at the same compression
-// (gzip -6), from a hard-linked copy with a DEBIAN/control (dpkg-deb wants
+// stockDeb builds the same tree with dpkg-deb at the same compression,
+// from a hard-linked copy with a DEBIAN/control (dpkg-deb wants
 // it inside the tree). dpkg-deb writes no md5sums (dh_md5sums would).
 func stockDeb(ctx context.Context, tree, out string) error {
 	stage := filepath.Join(out, "stage")
@@ -240,8 +266,14 @@ func stockDeb(ctx context.Context, tree, out string) error {
 	if err := os.WriteFile(filepath.Join(stage, "DEBIAN", "control"), []byte(control), 0o644); err != nil {
 		return err
 	}
-	level := strings.TrimPrefix(Compression[Deb], "gzip:")
-	return run.Run(ctx, run.Cmd{Args: []string{"dpkg-deb", "--root-owner-group", "-Zgzip", "-z" + level, "--build", stage, filepath.Join(out, "stock.deb")},
+	// dpkg-deb -Z<type> [-z<level>]: nfpm's xz has no level (dpkg-deb's
+	// default, 6, is nearest).
+	typ, level, _ := strings.Cut(Compression[Deb], ":")
+	args := []string{"dpkg-deb", "--root-owner-group", "-Z" + typ}
+	if level != "" {
+		args = append(args, "-z"+level)
+	}
+	return run.Run(ctx, run.Cmd{Args: append(args, "--build", stage, filepath.Join(out, "stock.deb")),
 		Env: run.BaseEnv("SOURCE_DATE_EPOCH=1544054400")})
 }
 

@@ -39,6 +39,9 @@ type Options struct {
 	// Compression overrides Compression[format] ("zstd:3", "gzip:9", ...):
 	// for benchmarks.
 	Compression map[Format]string
+	// Memory, when set, is shared by concurrent builds: each toolchain
+	// build waits for its estimated peak memory (buildMemory) to be free.
+	Memory *MemoryBudget
 }
 
 // spec is one package in format-neutral form.

@@ -134,20 +134,22 @@ func FileName(f Format, name, version string, release int, independent bool) str
 	return fmt.Sprintf("%s-%s-%d.%s.rpm", name, version, release, Arch(f, independent))
 }
 
-// Compression per format, chosen by measurement (BenchmarkPackaging; the
-// figures are in RELEASE.md):
-//   - deb: gzip level 1. lintian 2.116 (Debian 12) rejects data.tar.zst as
-//     malformed-deb-archive, and nfpm's xz is a single-threaded pure-Go
-//     encoder without levels (minutes per GB). Go's level-1 deflate packs the
-//     1.56 GB stand-in in 20 s (dpkg-deb -Zgzip -z1: 36 s) at the same size;
-//     its level 6 takes 115 s (dpkg-deb -z6: 57 s) for 19% less.
-//   - rpm: zstd level 3 (klauspost "default"), read by rpm >= 4.14 (Fedora >= 31,
-//     RHEL >= 8): 21 s for 199 MB, as fast as rpmbuild's w3.zstdio.
+// Compression per format, chosen by measurement (BenchmarkCompression on
+// the 1.56 GB stand-in tree; the table and the reasons are in RELEASE.md):
+//   - deb: xz (nfpm's has no levels). The smallest deb lintian passes and
+//     every dpkg reads: 189 MB vs 306 MB with gzip -1 and 245 MB with
+//     gzip -9, installed as fast (17.6 s vs 20.8 s). It costs 421 s of one
+//     core per release build (gzip -1: 22 s). zstd would be smaller and
+//     faster still, but Debian 12's lintian (2.116) rejects data.tar.zst as
+//     malformed-deb-archive and dpkg before 1.21.18 (Debian 11) cannot read it.
+//   - rpm: zstd, klauspost's best level (zstd:19), read by rpm >= 4.14
+//     (Fedora >= 31, RHEL >= 8): 170 MB vs 199 MB at zstd:3 for 54 s more
+//     build time; xz is no smaller, slower to build and install.
 //
 // Deterministic at any GOMAXPROCS (tested).
 var Compression = map[Format]string{
-	Deb: "gzip:1",
-	RPM: "zstd:3",
+	Deb: "xz",
+	RPM: "zstd:19",
 }
 
 // changelogDate formats t as a Debian changelog trailer date.

@@ -30,13 +30,18 @@ const Dir = "packages"
 // BuildAll builds every package of the plan: for each flavour a deb and an
 // rpm, plus halvm-archive-keyring in both formats, into OutDir/packages,
 // and records them in the ledger (kind deb/rpm, name = package name). The
-// key is loaded first; the two formats build concurrently.
+// key is loaded first; the two formats build concurrently, within a
+// memory budget of the host's available memory (HostMemoryBudget).
 func BuildAll(ctx context.Context, p pipeline.Plan, in Inputs, l *pipeline.Ledger) error {
 	key, err := pgp.LoadKey(in.Key)
 	if err != nil {
 		return fmt.Errorf("packages: %w", err)
 	}
-	o := Options{Key: key, SignDeb: in.SignDeb}
+	mem, err := HostMemoryBudget()
+	if err != nil {
+		return fmt.Errorf("packages: %w", err)
+	}
+	o := Options{Key: key, SignDeb: in.SignDeb, Memory: mem}
 	var missing []error
 	for _, fl := range p.Flavours() {
 		for _, f := range Formats {

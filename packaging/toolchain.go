@@ -51,6 +51,15 @@ func BuildToolchain(ctx context.Context, f Format, tc Toolchain, o Options, outD
 	if o.Key.IsDevelopment() {
 		s.description += "\n" + devNote
 	}
+	var size int64
+	for _, e := range s.entries {
+		size += e.Size
+	}
+	release, err := o.Memory.acquire(ctx, buildMemory(f, size))
+	if err != nil {
+		return "", fmt.Errorf("building %s %s: waiting for memory: %w", f, tc.Flavour, err)
+	}
+	defer release()
 	return s.build(ctx, f, o, outDir)
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halvm/halvm-release/internal/benchsum"
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
 	"github.com/halvm/halvm-release/internal/testenv"
@@ -88,11 +89,12 @@ func BenchmarkDemoReRuns(b *testing.B) {
 	}
 	b.StopTimer()
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("\ndemo re-runs (%d CPUs, load %s):\n", runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:3], " "))
 	cold := results[0].d
+	var sum strings.Builder
 	for _, r := range results {
-		fmt.Printf("  %-40s %8.1f s  %5.1f %% of cold\n", r.what, r.d.Seconds(), 100*r.d.Seconds()/cold.Seconds())
+		fmt.Fprintf(&sum, "  %-40s %8.1f s  %5.1f %% of cold\n", r.what, r.d.Seconds(), 100*r.d.Seconds()/cold.Seconds())
 	}
+	benchsum.Print(os.Stdout, fmt.Sprintf("demo re-runs (%d CPUs, load %s)", runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:3], " ")), sum.String())
 	for _, r := range results {
 		fmt.Printf("\n  %s, stage by stage:\n%s", r.what, r.stages)
 	}
