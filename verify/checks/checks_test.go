@@ -31,7 +31,8 @@ import (
 // fixture is a release the tests verify: the synthetic one
 // (verify/checks/checkstest, built in seconds, what every check's own
 // tests run on), or the one full demo release (release.Demo, whose verify
-// stage runs this suite), built only for TestDemo, the integration test.
+// stage runs this suite), built only for TestDemoRunsTheSuite, the
+// integration test.
 // Each is built at most once per test binary.
 type fixture struct {
 	dist  string
@@ -63,29 +64,31 @@ func needTools(t *testing.T) {
 	testenv.NeedCommand(t, "dpkg", "dpkg-deb")
 }
 
-func fixtureDir(prefix string) (string, error) {
-	dir, err := os.MkdirTemp("", prefix)
-	if err == nil {
+// buildOnce builds f once per test binary: build gets the project's lock
+// and a fresh directory (removed by TestMain), and fills in f.
+func buildOnce(o *sync.Once, f *fixture, what string, build func(lock *pins.Lock, dir string)) fixture {
+	o.Do(func() {
+		lock, err := pins.LoadFile("../../pins/halvm.lock")
+		if err != nil {
+			f.err = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "halvm-checks-"+what+"-")
+		if err != nil {
+			f.err = err
+			return
+		}
 		fixDirs = append(fixDirs, dir)
-	}
-	return dir, err
+		build(lock, dir)
+	})
+	return *f
 }
 
 // synth is the synthetic release (checkstest.Build of the project's lock).
 func synth(t *testing.T) fixture {
 	t.Helper()
 	needTools(t)
-	synthOnce.Do(func() {
-		lock, err := pins.LoadFile("../../pins/halvm.lock")
-		if err != nil {
-			synthFix.err = err
-			return
-		}
-		dir, err := fixtureDir("halvm-checks-synth-")
-		if err != nil {
-			synthFix.err = err
-			return
-		}
+	f := buildOnce(&synthOnce, &synthFix, "synth", func(lock *pins.Lock, dir string) {
 		r, err := checkstest.Build(context.Background(), dir, lock)
 		if err != nil {
 			synthFix.err = err
@@ -93,28 +96,18 @@ func synth(t *testing.T) fixture {
 		}
 		synthFix = fixture{dist: r.Dist, keys: r.Keys, lock: r.Lock, taken: r.Taken}
 	})
-	if synthFix.err != nil {
-		t.Fatalf("the synthetic release: %v", synthFix.err)
+	if f.err != nil {
+		t.Fatalf("the synthetic release: %v", f.err)
 	}
-	return synthFix
+	return f
 }
 
-// demo is the one full demo release of this test binary (TestDemo only).
+// demo is the one full demo release of this test binary (TestDemoRunsTheSuite only).
 func demo(t *testing.T) fixture {
 	t.Helper()
 	needTools(t)
 	testenv.NeedCommand(t, "autoconf", "autoconf")
-	demoOnce.Do(func() {
-		real, err := pins.LoadFile("../../pins/halvm.lock")
-		if err != nil {
-			demoFix.err = err
-			return
-		}
-		dir, err := fixtureDir("halvm-checks-test-")
-		if err != nil {
-			demoFix.err = err
-			return
-		}
+	f := buildOnce(&demoOnce, &demoFix, "demo", func(real *pins.Lock, dir string) {
 		cache := filepath.Join(rootfstest.CacheDir(), "demo")
 		var log bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
@@ -130,10 +123,10 @@ func demo(t *testing.T) fixture {
 			demoFix.lock, demoFix.err = pins.LoadFile(filepath.Join(demoFix.dist, "sample.lock"))
 		}
 	})
-	if demoFix.err != nil {
-		t.Fatalf("the demo release: %v\n%s", demoFix.err, demoFix.log)
+	if f.err != nil {
+		t.Fatalf("the demo release: %v\n%s", f.err, f.log)
 	}
-	return demoFix
+	return f
 }
 
 // rel is a private copy of a release a test may tamper with.
@@ -151,7 +144,7 @@ func copyRelease(t *testing.T) *rel {
 	return copyOf(t, synth(t))
 }
 
-// copyDemo copies the demo release (TestDemo only).
+// copyDemo copies the demo release (TestDemoRunsTheSuite only).
 func copyDemo(t *testing.T) *rel {
 	t.Helper()
 	return copyOf(t, demo(t))
