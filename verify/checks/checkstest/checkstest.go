@@ -104,9 +104,13 @@ func Build(ctx context.Context, dir string, lock *pins.Lock) (*Release, error) {
 	}
 	for _, fl := range p.Flavours() {
 		m := l.Find(pipeline.KindTreeManifest, fl)
-		tree, err := readManifest(filepath.Join(dist, m[0].Path))
+		files, err := toolchain.ReadManifestFile(filepath.Join(dist, m[0].Path))
 		if err != nil {
 			return nil, err
+		}
+		var tree []sbom.TreeFile
+		for _, e := range files {
+			tree = append(tree, sbom.TreeFile{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256})
 		}
 		if _, err := sbom.WriteFlavour(dist, sbom.Input{Lock: lock, Flavour: fl, Artifacts: l.Artifacts(), Tree: tree}, &l); err != nil {
 			return nil, fmt.Errorf("SBOM of %s: %w", fl, err)
@@ -196,23 +200,4 @@ func manifest(p pipeline.Plan, l *pipeline.Ledger, flavour, root string) error {
 		return err
 	}
 	return res.Record(l, p.OutDir())
-}
-
-func readManifest(path string) ([]sbom.TreeFile, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	entries, err := toolchain.ReadManifest(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	var out []sbom.TreeFile
-	for _, e := range entries {
-		if e.Type == 'f' {
-			out = append(out, sbom.TreeFile{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256})
-		}
-	}
-	return out, nil
 }
