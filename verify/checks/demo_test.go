@@ -35,8 +35,9 @@ import (
 // tamper with: pushed and saved images of a real toolchain, and a
 // toolchain that compiles a unikernel that boots under Xen. Every other
 // check is tested on the synthetic release (checkstest), which needs no
-// demo.
+// demo: `go test -short ./verify/checks/` runs only those (about a minute).
 func TestDemoRunsTheSuite(t *testing.T) {
+	testenv.Short(t, "the full demo release (about 13 minutes on 2 busy cores, 7 of them its rebuild)")
 	t.Run("the release's verify stage passed", demoRunsTheSuite)
 	t.Run("an image built from another deb", demoImageDebs)
 	t.Run("an image ref that is not the ledger's digest", demoImageRefIsTheLedgers)
