@@ -4,13 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/run"
+	"github.com/halvm/halvm-release/packaging/packagingtest"
 )
 
 // testEpoch is the epoch of every test package (HaLVM 2.4.3's commit day).
@@ -37,47 +37,10 @@ func testKey(t testing.TB) *pgp.Key {
 }
 
 // fakeTree writes a small installed toolchain for layout l under root (the
-// DESTDIR): halvm-ghc answers --version only when its libdir is in place,
-// halvm-ghc-pkg recache writes the package cache, as the real ones need.
-// flavour ends up in the settings so flavours' files differ.
+// DESTDIR, packagingtest.WriteTree) and returns it.
 func fakeTree(t testing.TB, root string, l Layout, flavour string) Tree {
 	t.Helper()
-	lib := l.HaLVMLibdir(testVersion)
-	files := map[string]string{
-		l.Prefix + "/bin/halvm-ghc": "#!/bin/sh\n# HaLVM wrapper (fake, for packaging tests)\nLIBDIR=" + lib + "\n" +
-			"[ -f \"$LIBDIR/settings\" ] || { echo \"halvm-ghc: $LIBDIR/settings missing\" >&2; exit 1; }\n" +
-			"if [ \"$1\" = --version ]; then echo \"The Glorious Glasgow Haskell Compilation System, version 8.0.2 (HaLVM " + testVersion + ", " + flavour + ")\"; exit 0; fi\n" +
-			"exec \"$LIBDIR/bin/ghc\" -B\"$LIBDIR\" -L\"$LIBDIR\" -pgml \"$LIBDIR/ldkernel\" -optl -static -rtsopts \"$@\"\n",
-		l.Prefix + "/bin/halvm-ghc-pkg": "#!/bin/sh\n# HaLVM package tool (fake)\nLIBDIR=" + lib + "\n" +
-			"case \"$1\" in\nrecache) cat \"$LIBDIR\"/package.conf.d/*.conf > \"$LIBDIR/package.conf.d/package.cache\" ;;\n" +
-			"list) ls \"$LIBDIR/package.conf.d\" ;;\n*) echo \"halvm-ghc-pkg: unknown command $1\" >&2; exit 1 ;;\nesac\n",
-		lib + "/settings":                              "[(\"C compiler command\", \"gcc\"), (\"flavour\", \"" + flavour + "\")]\n",
-		lib + "/package.conf.d/base-4.9.1.0.conf":      "name: base\nversion: 4.9.1.0\nimport-dirs: ${pkgroot}/base-4.9.1.0\n",
-		lib + "/package.conf.d/rts.conf":               "name: rts\nversion: 1.0\n",
-		lib + "/ldkernel":                              "#!/bin/sh\nexec ld -T " + lib + "/kernel.lds \"$@\"\n",
-		lib + "/kernel.lds":                            "ENTRY(_start)\nSECTIONS { . = 0x0; .text : { *(.text) } }\n",
-		lib + "/include/minlibc/stdio.h":               "/* minlibc stdio.h (fake) */\n",
-		lib + "/base-4.9.1.0/Prelude.hi":               "fake interface file\n",
-		l.Prefix + "/include/libIVC.h":                 "/* libIVC */\n",
-		l.Prefix + "/share/doc/halvm-ghc-8.0.2/README": "GHC documentation (fake)\n",
-	}
-	for p, body := range files {
-		dst := filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasPrefix(body, "#!") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(dst, []byte(body), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// An empty directory, symlinks as `make install` makes them.
-	must(t, os.MkdirAll(filepath.Join(root, lib, "rts-1.0"), 0o755))
-	must(t, os.Symlink("halvm-ghc", filepath.Join(root, l.Prefix, "bin", "x86_64-unknown-HaLVM-ghc")))
-	must(t, os.Symlink("halvm-ghc-pkg", filepath.Join(root, l.Prefix, "bin", "x86_64-unknown-HaLVM-ghc-pkg")))
+	must(t, packagingtest.WriteTree(root, l.Prefix, l.HaLVMLibdir(testVersion), testVersion, flavour))
 	return Tree{Root: root, Prefix: l.Prefix, Libdir: l.Libdir}
 }
 

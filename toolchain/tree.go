@@ -204,6 +204,27 @@ type ManifestEntry struct {
 	Target string      // l only, unquoted
 }
 
+// ReadManifestFile reads the tree manifest at path (ReadManifest) and
+// returns its regular files, the entries an SBOM lists.
+func ReadManifestFile(path string) ([]ManifestEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the tree manifest: %w", err)
+	}
+	defer f.Close()
+	entries, err := ReadManifest(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var files []ManifestEntry
+	for _, e := range entries {
+		if e.Type == 'f' {
+			files = append(files, e)
+		}
+	}
+	return files, nil
+}
+
 // ReadManifest parses a tree manifest as WriteManifest writes it: every
 // line must be well-formed, quoted paths included; lines starting with #
 // are comments (the build heads its manifests with one). It reports the
