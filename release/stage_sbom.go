@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/sbom"
-	"github.com/halvm/halvm-release/toolchain"
 )
 
 // sbomInput is what sbom reads: the lock, and from the ledger every
@@ -47,7 +45,7 @@ func (r *runner) sbom(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) 
 		return err
 	}
 	for _, fl := range p.Flavours() {
-		tree, err := readManifest(in.manifests[fl])
+		tree, err := sbom.ReadTree(in.manifests[fl])
 		if err != nil {
 			return err
 		}
@@ -56,25 +54,4 @@ func (r *runner) sbom(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger) 
 		}
 	}
 	return nil
-}
-
-// readManifest reads the files of a toolchain tree manifest
-// (toolchain.ReadManifest).
-func readManifest(path string) ([]sbom.TreeFile, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the tree manifest: %w", err)
-	}
-	defer f.Close()
-	entries, err := toolchain.ReadManifest(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	var out []sbom.TreeFile
-	for _, e := range entries {
-		if e.Type == 'f' {
-			out = append(out, sbom.TreeFile{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256})
-		}
-	}
-	return out, nil
 }

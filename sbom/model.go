@@ -16,6 +16,7 @@ import (
 
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/pins"
+	"github.com/halvm/halvm-release/toolchain"
 )
 
 // DefaultBuilderID is the provenance builder.id when Input.BuilderID is empty.
@@ -342,4 +343,18 @@ func spdxID(key string) string {
 		b.WriteString("-" + hex.EncodeToString(sum[:4]))
 	}
 	return b.String()
+}
+
+// ReadTree reads the regular files of the toolchain tree manifest at path
+// (toolchain.ReadManifestFile), as the SBOM lists them.
+func ReadTree(path string) ([]TreeFile, error) {
+	files, err := toolchain.ReadManifestFile(path)
+	if err != nil {
+		return nil, err
+	}
+	tree := make([]TreeFile, 0, len(files))
+	for _, e := range files {
+		tree = append(tree, TreeFile{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256})
+	}
+	return tree, nil
 }

@@ -104,13 +104,9 @@ func Build(ctx context.Context, dir string, lock *pins.Lock) (*Release, error) {
 	}
 	for _, fl := range p.Flavours() {
 		m := l.Find(pipeline.KindTreeManifest, fl)
-		files, err := toolchain.ReadManifestFile(filepath.Join(dist, m[0].Path))
+		tree, err := sbom.ReadTree(filepath.Join(dist, m[0].Path))
 		if err != nil {
 			return nil, err
-		}
-		var tree []sbom.TreeFile
-		for _, e := range files {
-			tree = append(tree, sbom.TreeFile{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256})
 		}
 		if _, err := sbom.WriteFlavour(dist, sbom.Input{Lock: lock, Flavour: fl, Artifacts: l.Artifacts(), Tree: tree}, &l); err != nil {
 			return nil, fmt.Errorf("SBOM of %s: %w", fl, err)
