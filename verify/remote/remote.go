@@ -279,12 +279,20 @@ func fetchApt(ctx context.Context, f fetcher, u, root string, kr *pgp.Keyring) (
 		}
 	}
 	var pkgs []string
+	byHash := strings.Contains(string(text), "\nAcquire-By-Hash: yes\n")
 	for _, idx := range releaseFiles(text) {
-		b, err := f.get(ctx, u+"dists/stable/"+idx, filepath.Join(dir, "dists", "stable", filepath.FromSlash(idx)))
+		b, err := f.get(ctx, u+"dists/stable/"+idx.path, filepath.Join(dir, "dists", "stable", filepath.FromSlash(idx.path)))
 		if err != nil {
 			return "", err
 		}
-		if path.Base(idx) == "Packages" {
+		if byHash {
+			// apt fetches the index by its digest: the copy is published too.
+			h := path.Join(path.Dir(idx.path), "by-hash", "SHA256", idx.sha256)
+			// Not every index need have one: what the rebuild made and was
+			// not published shows as EXTRA.
+			_, _ = f.get(ctx, u+"dists/stable/"+h, filepath.Join(dir, "dists", "stable", filepath.FromSlash(h)))
+		}
+		if path.Base(idx.path) == "Packages" {
 			pkgs = append(pkgs, fieldValues(b, "Filename")...)
 		}
 	}
@@ -297,9 +305,13 @@ func fetchApt(ctx context.Context, f fetcher, u, root string, kr *pgp.Keyring) (
 	return dir, nil
 }
 
-// releaseFiles are the paths the SHA256 section of an apt Release lists.
-func releaseFiles(release []byte) []string {
-	var out []string
+// indexFile is an index an apt Release lists.
+type indexFile struct{ path, sha256 string }
+
+// releaseFiles are the indexes the SHA256 section of an apt Release lists.
+func releaseFiles(release []byte) []indexFile {
+	var out []indexFile
+	seen := map[string]bool{}
 	in := false
 	sc := bufio.NewScanner(bytes.NewReader(release))
 	for sc.Scan() {
@@ -308,11 +320,13 @@ func releaseFiles(release []byte) []string {
 			in = strings.TrimSpace(l) == "SHA256:"
 			continue
 		}
-		if f := strings.Fields(l); in && len(f) == 3 && !strings.Contains(f[2], "..") {
-			out = append(out, f[2])
+		if f := strings.Fields(l); in && len(f) == 3 && !strings.Contains(f[2], "..") && !seen[f[2]] && len(f[0]) == 64 && strings.Trim(f[0], "0123456789abcdef") == "" {
+			seen[f[2]] = true
+			out = append(out, indexFile{path: f[2], sha256: f[0]})
 		}
 	}
-	return dedup(out)
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
+	return out
 }
 
 // fieldValues are the values of a deb822 field in every paragraph.

@@ -74,7 +74,8 @@ func published(t *testing.T, dir string) (*pgp.Key, []byte) {
 	pkgs := []byte("Package: halvm\nFilename: pool/main/h/halvm/halvm_2.4.3-1_amd64.deb\n")
 	write("apt/pool/main/h/halvm/halvm_2.4.3-1_amd64.deb", files["deb/halvm_2.4.3-1_amd64.deb"])
 	write("apt/dists/stable/main/binary-amd64/Packages", pkgs)
-	rel := []byte("Suite: stable\nSHA256:\n " + sha256Hex(pkgs) + " 66 main/binary-amd64/Packages\n")
+	write("apt/dists/stable/main/binary-amd64/by-hash/SHA256/"+sha256Hex(pkgs), pkgs)
+	rel := []byte("Suite: stable\nAcquire-By-Hash: yes\nSHA256:\n " + sha256Hex(pkgs) + " 66 main/binary-amd64/Packages\n")
 	write("apt/dists/stable/Release", rel)
 	in, err := k.ClearSign(rel, now)
 	if err != nil {
