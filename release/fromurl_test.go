@@ -103,7 +103,10 @@ func rebuildFromURL(ctx context.Context, t *testing.T, out, demoCache, addr stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := strings.Fields(string(goEnv))
+	g := strings.Split(strings.TrimRight(string(goEnv), "\n"), "\n") // one line each, empty ones kept
+	if len(g) != 3 {
+		t.Fatalf("go env GOMODCACHE GOCACHE GOPATH: %q", goEnv)
+	}
 	url := "http://" + addr + "/files/" + filesID(t, out) + "/"
 	rebuild := func(what, outDir string, extra ...string) (string, error) {
 		t.Helper()
