@@ -134,6 +134,28 @@ func Toolchain(ctx context.Context) error {
 	return err
 }
 
+// Rebuild rebuilds a published release from its URL (<base>/files/<version>-<release>/) with public keys only and writes a report and a signed verification summary.
+//
+// It fetches the published keyring (<base>/apt/halvm-archive-keyring.gpg)
+// and accepts it only with the fingerprint HALVM_PGP_FINGERPRINT (else the
+// pinned key HALVM_PGP_PUBLIC_KEY_FILE); downloads SHA256SUMS, its
+// signatures (SHA256SUMS.sig checked with HALVM_COSIGN_PUBLIC_KEY_FILE when
+// given) and the lock, and refuses before any build when they do not
+// verify; downloads every listed file and the apt and dnf repositories;
+// rebuilds from the lock exactly as verify's reproducibility check does
+// (inputs from HALVM_CACHE/inputs or HALVM_MIRROR, no network for the
+// build); and judges every published artifact IDENTICAL or DIFFERS, the
+// images by digest in HALVM_REBUILD_REGISTRY when set. Writes
+// HALVM_OUT/rebuild-report.txt and, with HALVM_VSA_KEY_FILE (your own
+// cosign key), HALVM_OUT/rebuild.vsa.json (SLSA VSA, PASSED or FAILED).
+// HALVM_REBUILD_FROM compares with a finished rebuild instead. Exits
+// non-zero unless every artifact is IDENTICAL.
+func Rebuild(ctx context.Context, url string) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	return release.RebuildFromURL(ctx, url, config.LoadRemote(os.Getenv), os.Stderr)
+}
+
 // Rebuild runs the independent reproducibility rebuild into HALVM_OUT: the CI's rebuild job, beside the toolchain cells.
 //
 // The same rebuild verify runs (a separate process without network, a
@@ -141,12 +163,12 @@ func Toolchain(ctx context.Context) error {
 // HALVM_CACHE/inputs only (run `go run mage.go sources` first). It runs
 // before the release exists, so there are no published signatures to
 // reuse: it signs with the archive key from a file (HALVM_PGP_KEY_FILE,
-// HALVM_PGP_PASSPHRASE_FILE; a rebuild of a published release, in verify,
-// holds no private key). It
+// HALVM_PGP_PASSPHRASE_FILE; a rebuild of a published release, `rebuild
+// <URL>` or verify, holds no private key). It
 // never reads the shared cache: it refuses to run with
 // HALVM_CACHE_REGISTRY set. A release then compares with it:
 // HALVM_REBUILD_FROM=<this HALVM_OUT> go run mage.go release.
-func Rebuild(ctx context.Context) error {
+func (CI) Rebuild(ctx context.Context) error {
 	b, err := config.LoadBuild(os.Getenv, os.Stderr)
 	if err != nil {
 		return err

@@ -115,7 +115,11 @@ func TestDemo(t *testing.T) {
 	// `go run mage.go verify` on the finished demo, as the demo's last line
 	// says: the demo's registry is gone, so the images are re-served from
 	// the signed images it saved; every check runs and passes.
-	verifyDemoAgain(ctx, t, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo")}, log.String())
+	// Issue 16: anyone rebuilds the published demo from its URL with
+	// public keys only; verify then compares with that rebuild instead of
+	// rebuilding a second time.
+	fromURL := rebuildFromURL(ctx, t, out, filepath.Join(cache, "demo"), addr)
+	verifyDemoAgain(ctx, t, DemoOptions{OutDir: out, CacheDir: filepath.Join(cache, "demo")}, log.String(), "HALVM_REBUILD_FROM="+fromURL)
 
 	// A second run with nothing changed skips every stage that can be
 	// skipped ("unchanged since" the first run), reuses every verdict, and
@@ -247,7 +251,7 @@ func snapshot(t *testing.T, out string) map[string]string {
 
 // verifyDemoAgain runs the mage verify target, as a user does, on the
 // finished demo in o.OutDir with the environment the demo printed.
-func verifyDemoAgain(ctx context.Context, t *testing.T, o DemoOptions, demoLog string) {
+func verifyDemoAgain(ctx context.Context, t *testing.T, o DemoOptions, demoLog string, extraEnv ...string) {
 	t.Helper()
 	env := DemoVerifyEnv(o, devkeys.In(filepath.Join(o.CacheDir, "dev-keys")))
 	if !strings.Contains(demoLog, strings.Join(env, " ")+" go run mage.go verify") {
@@ -258,7 +262,7 @@ func verifyDemoAgain(ctx context.Context, t *testing.T, o DemoOptions, demoLog s
 	}
 	start := time.Now()
 	var outb bytes.Buffer
-	err := run.Run(ctx, run.Cmd{Args: []string{"go", "run", "mage.go", "verify"}, Dir: "..", Env: run.Merge(os.Environ(), env...), Stdout: &outb, Stderr: &outb})
+	err := run.Run(ctx, run.Cmd{Args: []string{"go", "run", "mage.go", "verify"}, Dir: "..", Env: run.Merge(os.Environ(), append(env, extraEnv...)...), Stdout: &outb, Stderr: &outb})
 	t.Logf("go run mage.go verify took %s:\n%s", time.Since(start).Round(time.Millisecond), outb.String())
 	if err != nil {
 		t.Fatalf("go run mage.go verify on the demo: %v", err)

@@ -13,7 +13,7 @@ import (
 )
 
 // RebuildIndependently is the independent reproducibility rebuild as a job
-// of its own (`go run mage.go rebuild`, the CI workflow's rebuild job, in
+// of its own (`go run mage.go ci:rebuild`, the CI workflow's rebuild job, in
 // parallel with the toolchain cells): the same Rebuild the verification
 // runs — a separate process, no network, a fresh step cache, the inputs
 // only from <cache>/inputs (verified by their pins; run `sources` first),
@@ -48,7 +48,7 @@ func adoptRebuild(dir string) func(context.Context, string, checks.Variation, ch
 	return func(_ context.Context, outDir string, _ checks.Variation, _ checks.Publications) error {
 		dir := absPath(dir)
 		if _, err := os.Stat(filepath.Join(dir, "ledger.json")); err != nil {
-			return fmt.Errorf("HALVM_REBUILD_FROM=%s holds no finished rebuild (no ledger.json): run `go run mage.go rebuild` there, or unset it to rebuild here: %w", dir, err)
+			return fmt.Errorf("HALVM_REBUILD_FROM=%s holds no finished rebuild (no ledger.json): run `go run mage.go ci:rebuild` there, or unset it to rebuild here: %w", dir, err)
 		}
 		if err := os.Symlink(dir, outDir); err != nil {
 			return errors.Join(fmt.Errorf("using the independent rebuild %s", dir), err)

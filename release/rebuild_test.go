@@ -195,7 +195,7 @@ func TestAdoptRebuild(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(t.TempDir(), "rebuild-dist")
 	adopt := adoptRebuild(dir)
-	if err := adopt(context.Background(), out, checks.Variation{}, checks.Publications{}); err == nil || !strings.Contains(err.Error(), "go run mage.go rebuild") {
+	if err := adopt(context.Background(), out, checks.Variation{}, checks.Publications{}); err == nil || !strings.Contains(err.Error(), "go run mage.go ci:rebuild") {
 		t.Fatalf("no ledger: %v", err)
 	}
 	os.WriteFile(filepath.Join(dir, "ledger.json"), []byte(`{}`), 0o644)

@@ -47,7 +47,7 @@ func TestReleaseWorkflowGraph(t *testing.T) {
 	if m := cells.Strategy.Matrix; strings.Join(m["flavour"], ",") != "halvm,halvm-gmp" || strings.Join(m["layout"], ",") != "deb,rpm" {
 		t.Errorf("cells matrix = %v", m)
 	}
-	if !runs(cells.Steps, "go run mage.go toolchain") || !runs(rebuild.Steps, "go run mage.go rebuild") || !runs(rel.Steps, "go run mage.go release") {
+	if !runs(cells.Steps, "go run mage.go toolchain") || !runs(rebuild.Steps, "go run mage.go ci:rebuild") || !runs(rel.Steps, "go run mage.go release") {
 		t.Error("a job does not run its mage target")
 	}
 	if len(rebuild.Needs) != 0 || rebuild.Env["HALVM_CACHE_REGISTRY"] != "" {

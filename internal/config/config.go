@@ -71,7 +71,9 @@ var Vars = []Var{
 	{"HALVM_VSA_PASSWORD_FILE", "", "file holding that key's password"},
 	{"HALVM_VERIFIER_ID", "https://github.com/halvm/halvm-release/verify", "the verifier id the verification summary names (who verified, with what)"},
 	{CacheRegistryVar, "", "shared build cache <registry>/<repository> (e.g. ghcr.io/halvm/cache) behind the local input and toolchain step caches; the reproducibility rebuild never reads it"},
-	{RebuildFromVar, "", "a finished independent rebuild (`go run mage.go rebuild`'s HALVM_OUT, e.g. another CI job's) that verify's reproducibility check compares with instead of rebuilding"},
+	{RebuildFromVar, "", "a finished independent rebuild (`go run mage.go ci:rebuild`'s HALVM_OUT, e.g. another CI job's) that verify's reproducibility check compares with instead of rebuilding"},
+	{"HALVM_PGP_FINGERPRINT", "", "the archive key fingerprint `rebuild <URL>` accepts the published keyring with (else the key in HALVM_PGP_PUBLIC_KEY_FILE, the pinned one)"},
+	{"HALVM_REBUILD_REGISTRY", "", "image repository prefix `rebuild <URL>` looks the rebuilt images up in by digest, e.g. ghcr.io/halvm (\"\": they are judged by the published image layout tarballs)"},
 	{"HALVM_LAYOUTS", "deb,rpm", "comma-separated package layouts `toolchain` builds (the CI cells: flavour x layout); release always builds both"},
 	{"HALVM_REGISTRY", "", "image repository prefix the images are pushed to by digest, e.g. ghcr.io/halvm (\"\" keeps them in dist/oci only)"},
 }

@@ -87,3 +87,53 @@ func abs(p string) string {
 	}
 	return p
 }
+
+// Remote is the configuration of a rebuild from a published release's
+// URL (`go run mage.go rebuild <URL>`): public keys only.
+type Remote struct {
+	OutDir string // HALVM_OUT, absolute: the download, the rebuild, the report, the summary
+	// Fingerprints are the archive key fingerprints the published keyring
+	// must hold: HALVM_PGP_FINGERPRINT, else those of the pinned public key
+	// HALVM_PGP_PUBLIC_KEY_FILE (read by the caller: ArchivePublicKeyFile).
+	Fingerprint          string
+	ArchivePublicKeyFile string
+	CosignPublicKeyFile  string // HALVM_COSIGN_PUBLIC_KEY_FILE: checks SHA256SUMS.sig
+	Registry             string // HALVM_REBUILD_REGISTRY
+	RebuildFrom          string // HALVM_REBUILD_FROM: compare with a finished rebuild instead of building
+	VSAKey               cosign.KeySource
+	VerifierID           string
+	Mirror               Mirror
+	MirrorErr            error
+	env                  Getenv
+}
+
+// LoadRemote reads the configuration of `go run mage.go rebuild <URL>`.
+func LoadRemote(env Getenv) Remote {
+	r := Remote{OutDir: abs(get(env, "HALVM_OUT")), Fingerprint: env("HALVM_PGP_FINGERPRINT"),
+		ArchivePublicKeyFile: env("HALVM_PGP_PUBLIC_KEY_FILE"), CosignPublicKeyFile: env("HALVM_COSIGN_PUBLIC_KEY_FILE"),
+		Registry: env("HALVM_REBUILD_REGISTRY"), RebuildFrom: env(RebuildFromVar), VerifierID: get(env, "HALVM_VERIFIER_ID"), env: env}
+	r.VSAKey = VSAKey(env)
+	r.Mirror, r.MirrorErr = MirrorFromEnv(env)
+	return r
+}
+
+// Plan is the build configuration of the release the downloaded lock at
+// lockPath makes, with package release number release (the rest, the
+// cache and the build root among them, from the environment).
+func (r Remote) Plan(lockPath, release string) (pipeline.Config, *pins.Lock, error) {
+	env := r.env
+	if env == nil {
+		env = os.Getenv
+	}
+	return Load(func(k string) string {
+		switch k {
+		case "HALVM_LOCK":
+			return lockPath
+		case "HALVM_RELEASE":
+			return release
+		case "HALVM_OUT":
+			return r.OutDir
+		}
+		return env(k)
+	})
+}

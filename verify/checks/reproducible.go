@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -264,38 +263,14 @@ func compareSignedSums(env *verify.Env, out string, c Config) *sumsFailure {
 		return fail("%s: the release records no signed checksum list (%v)", sbom.SumsName, err)
 	}
 	released := filepath.Dir(env.Path(as[0].Path))
-	data, err := os.ReadFile(filepath.Join(released, sbom.SumsName))
-	if err != nil {
-		return fail("%s: %v", sbom.SumsName, err)
-	}
-	sums, err := sbom.ParseSums(data)
-	if err != nil {
-		return fail("%s: %v", sbom.SumsName, err)
-	}
-	var names []string
-	for _, s := range sums {
-		names = append(names, s.Name)
-	}
-	rebuilt, err := sbom.SumFiles(out, names)
-	if err != nil {
-		return fail("%s over the rebuilt files: %v", sbom.SumsName, err)
-	}
-	b, err := sbom.FormatSums(rebuilt)
-	if err != nil {
-		return fail("%s over the rebuilt files: %v", sbom.SumsName, err)
-	}
-	if err := os.WriteFile(filepath.Join(out, sbom.SumsName), b, 0o644); err != nil {
-		return fail("%s over the rebuilt files: %v", sbom.SumsName, err)
-	}
 	keys := signed.Keys{Archive: c.ArchiveKey}
 	if len(c.CosignKey) > 0 {
 		keys.CosignBlob = func(data, sig []byte) error { return cosign.VerifyBlob(c.CosignKey, data, sig) }
 	}
 	var f sumsFailure
-	for _, name := range []string{sbom.SumsName, sbom.SumsOpenPGP, sbom.SumsCosign} {
-		v := signed.File(released, out, name, keys)
+	for _, v := range signed.Sums(released, out, keys) {
 		if v.Status != signed.Identical {
-			f.err = errors.Join(f.err, fmt.Errorf("%s: %s", name, strings.Join(v.Detail, "; ")))
+			f.err = errors.Join(f.err, fmt.Errorf("%s: %s", v.Path, strings.Join(v.Detail, "; ")))
 			f.details = append(f.details, strings.Split(v.String(), "\n")...)
 		}
 	}

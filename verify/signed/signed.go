@@ -32,6 +32,7 @@ import (
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/rpmhead"
 	"github.com/halvm/halvm-release/rpm"
+	"github.com/halvm/halvm-release/sbom"
 	"github.com/halvm/halvm-release/verify/diff"
 )
 
@@ -323,4 +324,44 @@ func listing(a, b string) []string {
 		return []string{err.Error()}
 	}
 	return l.Lines()
+}
+
+// Sums judges a release's signed checksum list against a rebuild, which
+// signs nothing: SHA256SUMS is made again over the rebuilt files the
+// published one (in releasedDir) lists and written into rebuiltDir; it
+// must be the published one byte for byte, and the published OpenPGP
+// (.asc) and cosign (.sig) signatures must verify over it with k. One
+// verdict per file, in that order.
+func Sums(releasedDir, rebuiltDir string, k Keys) []Verdict {
+	fail := func(format string, a ...any) []Verdict {
+		return []Verdict{{Path: sbom.SumsName, Status: Differs, How: "made again over the rebuilt files", Detail: []string{fmt.Sprintf(format, a...)}}}
+	}
+	data, err := os.ReadFile(filepath.Join(releasedDir, sbom.SumsName))
+	if err != nil {
+		return fail("%v", err)
+	}
+	sums, err := sbom.ParseSums(data)
+	if err != nil {
+		return fail("the published %s: %v", sbom.SumsName, err)
+	}
+	var names []string
+	for _, s := range sums {
+		names = append(names, s.Name)
+	}
+	rebuilt, err := sbom.SumFiles(rebuiltDir, names)
+	if err != nil {
+		return fail("over the rebuilt files: %v", err)
+	}
+	b, err := sbom.FormatSums(rebuilt)
+	if err != nil {
+		return fail("over the rebuilt files: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(rebuiltDir, sbom.SumsName), b, 0o644); err != nil {
+		return fail("over the rebuilt files: %v", err)
+	}
+	var out []Verdict
+	for _, name := range []string{sbom.SumsName, sbom.SumsOpenPGP, sbom.SumsCosign} {
+		out = append(out, File(releasedDir, rebuiltDir, name, k))
+	}
+	return out
 }
