@@ -58,7 +58,7 @@ var Table = []Package{
 	{Name: "dnf", Commands: []string{"dnf"}, NeededBy: []string{"verify", Tests}, Why: "the dnf install check installs the packages from the signed dnf repository"},
 	{Name: "docker-registry", Commands: []string{"docker-registry"}, NeededBy: []string{Tests}, Why: "the shared build cache's tests and ci:rehearse run it as the cache registry (HALVM_CACHE_REGISTRY); interop tests push images to it"},
 	{Name: "docker.io", Commands: []string{"docker"}, NeededBy: []string{"verify", Tests}, Why: "the image checks docker run the image and boot a unikernel built inside it (needs a running daemon)"},
-	{Name: "dpkg", Commands: []string{"dpkg-deb", "dpkg-query"}, NeededBy: []string{"toolchain", "image", "verify", Tests}, Why: "unpacks pinned .debs (tools, image layers, the Xen machine) and inspects the built ones; dpkg-query tells the host tool versions a re-run compares"},
+	{Name: "dpkg", Commands: []string{"dpkg", "dpkg-deb", "dpkg-query"}, NeededBy: []string{"toolchain", "image", "verify", Tests}, Why: "unpacks pinned .debs (tools, image layers, the Xen machine) and inspects the built ones; dpkg-query tells the host tool versions a re-run compares; the compression benchmark times dpkg --unpack"},
 	{Name: "dpkg-dev", Commands: []string{"dpkg-source"}, NeededBy: []string{Demo, Tests}, Why: "apt-get source unpacks musl's source package for the sample upstream"},
 	{Name: "findutils", Commands: []string{"find"}, NeededBy: []string{"toolchain", Tests}, Why: "the recipe's makefiles"},
 	{Name: "gcc", Commands: []string{"gcc"}, NeededBy: []string{Demo, "toolchain", Tests}, Why: "compiles the RTS and C libraries (and the sample upstream's PV runtime)"},
