@@ -131,7 +131,7 @@ func RebuildFromURL(ctx context.Context, url string, c config.Remote, log io.Wri
 		}
 		fmt.Fprintf(log, "rebuild: rebuilt in %s\n", time.Since(start).Round(time.Second))
 	}
-	b, err := rebuiltOf(rebuilt)
+	b, err := remote.ReadRebuilt(rebuilt)
 	if err != nil {
 		return err
 	}
@@ -190,30 +190,4 @@ func trustedFingerprints(c config.Remote) ([]string, error) {
 		return nil, fmt.Errorf("HALVM_PGP_PUBLIC_KEY_FILE=%s: %w", c.ArchivePublicKeyFile, err)
 	}
 	return kr.Fingerprints(), nil
-}
-
-// rebuiltOf is what the rebuild in dir made: its staged publications and
-// its images, from its ledger.
-func rebuiltOf(dir string) (remote.Rebuilt, error) {
-	l, err := pipeline.ReadLedger(filepath.Join(dir, "ledger.json"))
-	if err != nil {
-		return remote.Rebuilt{}, fmt.Errorf("the rebuild %s holds no finished rebuild: %w", dir, err)
-	}
-	b := remote.Rebuilt{Out: dir}
-	for _, p := range []struct {
-		kind pipeline.Kind
-		dst  *string
-	}{{pipeline.KindAptRepo, &b.Apt}, {pipeline.KindDnfRepo, &b.Dnf}} {
-		if as := l.Find(p.kind, ""); len(as) > 0 {
-			d := as[0].Path
-			if !filepath.IsAbs(d) {
-				d = filepath.Join(dir, "repos", filepath.FromSlash(d))
-			}
-			*p.dst = d
-		}
-	}
-	for _, a := range l.Find(pipeline.KindOCIImage, "") {
-		b.Images = append(b.Images, remote.Image{Flavour: a.Flavour, Digest: a.SHA256})
-	}
-	return b, nil
 }
