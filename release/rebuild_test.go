@@ -237,16 +237,7 @@ func TestRebuildRefusesUnreachableInputs(t *testing.T) {
 			l.Files[i].SHA256 = strings.Repeat("e", 64)
 		}
 	}
-	var want []string
-	for _, s := range l.Sources {
-		want = append(want, sources.LedgerName("git", s.Name))
-	}
-	for _, f := range l.Files {
-		want = append(want, sources.LedgerName("file", f.Name))
-	}
-	for _, d := range l.Debs {
-		want = append(want, sources.LedgerName("deb", sources.DebName(d)))
-	}
+	want := sources.InputNames(&l)
 	if len(l.Files) == 0 || len(l.Sources) == 0 {
 		t.Fatalf("the lock pins %d files and %d sources", len(l.Files), len(l.Sources))
 	}

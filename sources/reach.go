@@ -96,6 +96,22 @@ func Unreachable(ctx context.Context, l *pins.Lock, o Options) (gaps []Gap, toFe
 	return gaps, toFetch
 }
 
+// InputNames are the ledger names of every input l pins: git:<source>,
+// file:<name>, deb:<name>_<version>_<arch>, in lock order.
+func InputNames(l *pins.Lock) []string {
+	var out []string
+	for _, s := range l.Sources {
+		out = append(out, LedgerName("git", s.Name))
+	}
+	for _, f := range l.Files {
+		out = append(out, LedgerName("file", f.Name))
+	}
+	for _, d := range l.Debs {
+		out = append(out, LedgerName("deb", DebName(d)))
+	}
+	return out
+}
+
 // cached says whether the cache holds a file of the pinned size under the
 // pinned sha256 (the fetch hashes it before use).
 func (o Options) cached(sum string, size int64) bool {
@@ -121,24 +137,11 @@ func probe(ctx context.Context, o Options, u string) error {
 	case "http", "https":
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
+		resp, err := o.request(ctx, http.MethodHead, u)
 		if err != nil {
 			return err
 		}
-		req.Header.Set("User-Agent", "halvm-release")
-		c := o.HTTPClient
-		if c == nil {
-			c = http.DefaultClient
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("server answered %s", resp.Status)
-		}
-		return nil
+		return resp.Body.Close()
 	}
 	return fmt.Errorf("URL scheme %q is not supported (want file, http or https)", p.Scheme)
 }

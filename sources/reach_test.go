@@ -28,7 +28,7 @@ func TestUnreachable(t *testing.T) {
 	}
 	// Nothing cached, everything upstream answers: nothing unreachable.
 	gs, fetch := sources.Unreachable(ctx, fx.u.Lock, fx.opts())
-	if len(gs) != 0 || len(fetch) != len(fx.u.Lock.Sources)+len(fx.u.Lock.Files)+len(fx.u.Lock.Debs) {
+	if len(gs) != 0 || len(fetch) != len(sources.InputNames(fx.u.Lock)) {
 		t.Fatalf("a reachable upstream, nothing cached: unreachable %v, to fetch %v", gs, fetch)
 	}
 	// Everything cached, upstream gone, one more file pinned at a URL
@@ -53,16 +53,7 @@ func TestUnreachable(t *testing.T) {
 	// An empty cache and upstream gone: every input is named, at once.
 	o := fx.opts()
 	o.CacheDir = t.TempDir()
-	var want []string
-	for _, s := range l.Sources {
-		want = append(want, sources.LedgerName("git", s.Name))
-	}
-	for _, f := range l.Files {
-		want = append(want, sources.LedgerName("file", f.Name))
-	}
-	for _, d := range l.Debs {
-		want = append(want, sources.LedgerName("deb", sources.DebName(d)))
-	}
+	want := sources.InputNames(&l)
 	sort.Strings(want)
 	if len(want) < 3 {
 		t.Fatalf("the sample lock pins only %v", want)
