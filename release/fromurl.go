@@ -38,7 +38,9 @@ const (
 // Rebuild verify's reproducibility check runs (a separate process without
 // network, another build root, umask, TZ, locale, USER, HOME; no private
 // key: it reuses the published signatures where they verify over its
-// bytes), into <HALVM_OUT>/rebuild (or compares with the finished rebuild
+// bytes; a lock naming inputs it can neither find in its input cache nor
+// fetch is refused before building, each one named in the report, which
+// then gives no verdict, and no summary is written), into <HALVM_OUT>/rebuild (or compares with the finished rebuild
 // c.RebuildFrom), and judges every published artifact, IDENTICAL or
 // DIFFERS. It writes <HALVM_OUT>/rebuild-report.txt and, with the
 // rebuilder's own cosign key (HALVM_VSA_KEY_FILE), the signed SLSA
@@ -73,8 +75,11 @@ func RebuildFromURL(ctx context.Context, url string, c config.Remote, log io.Wri
 	}
 	out := c.OutDir
 	dl := filepath.Join(out, "published")
-	if err := os.RemoveAll(dl); err != nil {
-		return err
+	// No earlier run's report or summary stays to be read as this one's.
+	for _, p := range []string{dl, filepath.Join(out, RemoteReportName), filepath.Join(out, RemoteSummaryName)} {
+		if err := os.RemoveAll(p); err != nil {
+			return err
+		}
 	}
 	r, err := remote.Fetch(ctx, remote.Options{URL: url, Fingerprints: fprs, CosignKey: cosignPub, Dir: dl, Log: log})
 	if err != nil {
@@ -112,11 +117,21 @@ func RebuildFromURL(ctx context.Context, url string, c config.Remote, log io.Wri
 		fmt.Fprintf(log, "rebuild: rebuilding %s from its lock into %s (%s)\n", url, rebuilt, v.Describe())
 		start := time.Now()
 		if err := Rebuild(ctx, plan, o, rebuilt, v, from); err != nil {
+			var ue *UnreachableInputsError
+			if errors.As(err, &ue) {
+				// Every artifact depends on the inputs: no verdict, and
+				// no summary (one without a verdict would be read as one).
+				report := []byte(fmt.Sprintf("rebuild of %s/files/%s/: NOT CHECKED, no verdict for any artifact\n%s\n", r.Base, r.ID, err))
+				if werr := fsutil.WriteFileAtomic(filepath.Join(out, RemoteReportName), report, 0o644); werr != nil {
+					return errors.Join(err, werr)
+				}
+				_, _ = log.Write(report)
+			}
 			return err
 		}
 		fmt.Fprintf(log, "rebuild: rebuilt in %s\n", time.Since(start).Round(time.Second))
 	}
-	b, err := rebuiltOf(rebuilt)
+	b, err := remote.ReadRebuilt(rebuilt)
 	if err != nil {
 		return err
 	}
@@ -175,30 +190,4 @@ func trustedFingerprints(c config.Remote) ([]string, error) {
 		return nil, fmt.Errorf("HALVM_PGP_PUBLIC_KEY_FILE=%s: %w", c.ArchivePublicKeyFile, err)
 	}
 	return kr.Fingerprints(), nil
-}
-
-// rebuiltOf is what the rebuild in dir made: its staged publications and
-// its images, from its ledger.
-func rebuiltOf(dir string) (remote.Rebuilt, error) {
-	l, err := pipeline.ReadLedger(filepath.Join(dir, "ledger.json"))
-	if err != nil {
-		return remote.Rebuilt{}, fmt.Errorf("the rebuild %s holds no finished rebuild: %w", dir, err)
-	}
-	b := remote.Rebuilt{Out: dir}
-	for _, p := range []struct {
-		kind pipeline.Kind
-		dst  *string
-	}{{pipeline.KindAptRepo, &b.Apt}, {pipeline.KindDnfRepo, &b.Dnf}} {
-		if as := l.Find(p.kind, ""); len(as) > 0 {
-			d := as[0].Path
-			if !filepath.IsAbs(d) {
-				d = filepath.Join(dir, "repos", filepath.FromSlash(d))
-			}
-			*p.dst = d
-		}
-	}
-	for _, a := range l.Find(pipeline.KindOCIImage, "") {
-		b.Images = append(b.Images, remote.Image{Flavour: a.Flavour, Digest: a.SHA256})
-	}
-	return b, nil
 }

@@ -59,7 +59,11 @@ type rebuildRequest struct {
 // Rebuild runs the release's build stages again from the lock into outDir
 // for the reproducibility check, in a child process (cmd/halvm-rebuild,
 // built from this source tree) with conditions of its own: fetched inputs come from the
-// cache (<cache>/inputs, verified by their pins); the toolchain and the
+// cache (<cache>/inputs, verified by their pins). Before anything is
+// built, every input the lock pins must be in that cache or fetchable
+// (reachInputs, which fetches what is missing into the cache): otherwise
+// the rebuild is refused with an *UnreachableInputsError naming each one,
+// and no verdict is claimed. The toolchain and the
 // images are built again with an empty step cache, below another build
 // root (v.WorkDir), with the umask, time zone (TZ) and locale of v, another
 // HOME, USER, LOGNAME and TMPDIR, its environment in reverse order and,
@@ -106,6 +110,9 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 			return err
 		}
 	}
+	if err := reachInputs(ctx, p, o, lockPath, outDir); err != nil {
+		return err
+	}
 	key, err := rebuildKey(outDir, o, from)
 	if err != nil {
 		return err
@@ -145,6 +152,57 @@ func Rebuild(ctx context.Context, p pipeline.Plan, o Options, outDir string, v V
 	err = run.Run(ctx, run.Cmd{Args: args, Env: env, Stdout: logf, Stderr: logf, WaitDelay: 30 * time.Second})
 	if err != nil {
 		return fmt.Errorf("the rebuild (log: %s): %w", logPath, err)
+	}
+	return nil
+}
+
+// UnreachableInputsError is a rebuild refused before building: the lock
+// names inputs that are neither in the rebuilder's input cache nor
+// fetchable. Each is named; no verdict is claimed for the release, whose
+// every artifact depends on its inputs.
+type UnreachableInputsError struct{ Gaps []sources.Gap }
+
+func (e *UnreachableInputsError) Error() string {
+	lines := make([]string, len(e.Gaps))
+	for i, g := range e.Gaps {
+		lines[i] = fmt.Sprintf("%s: %s: %s", g.Input, g.Reason, g.Remedy)
+	}
+	return fmt.Sprintf("the rebuild cannot reach %d pinned input(s) of the lock, so nothing was built and no verdict is given (NOT CHECKED):\n  %s",
+		len(e.Gaps), strings.Join(lines, "\n  "))
+}
+
+// reachInputs checks, before anything is built, that every input the lock
+// pins is in the input cache the rebuild shares (<cache>/inputs) or
+// fetchable (sources.Unreachable), and refuses with every unreachable one
+// named. Inputs that are not cached but answer are fetched and verified
+// into the cache here, by this process: the rebuild itself runs without
+// network.
+func reachInputs(ctx context.Context, p pipeline.Plan, o Options, lockPath, outDir string) error {
+	lock := o.Lock
+	if lock == nil {
+		l, err := pins.LoadFile(lockPath)
+		if err != nil {
+			return fmt.Errorf("the rebuild reads the lock %s: %w", lockPath, err)
+		}
+		lock = l
+	}
+	so := o.Sources
+	so.CacheDir = filepath.Join(absPath(p.CacheDir()), "inputs")
+	so.Ledger, so.Registry = nil, nil
+	gaps, toFetch := sources.Unreachable(ctx, lock, so)
+	if len(gaps) > 0 {
+		return &UnreachableInputsError{Gaps: gaps}
+	}
+	if len(toFetch) == 0 {
+		return nil
+	}
+	dest := outDir + ".inputs-tree"
+	if err := os.RemoveAll(dest); err != nil {
+		return err
+	}
+	defer os.RemoveAll(dest)
+	if _, err := sources.Fetch(ctx, lock, dest, so); err != nil {
+		return fmt.Errorf("fetching the rebuild's inputs (%s) into its input cache %s: %w", strings.Join(toFetch, ", "), so.CacheDir, err)
 	}
 	return nil
 }

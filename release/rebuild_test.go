@@ -17,8 +17,11 @@ import (
 	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/internal/regcache"
 	"github.com/halvm/halvm-release/internal/run"
+	"github.com/halvm/halvm-release/internal/testenv"
 	"github.com/halvm/halvm-release/internal/testpkg"
+	"github.com/halvm/halvm-release/pins"
 	"github.com/halvm/halvm-release/repos"
+	"github.com/halvm/halvm-release/sources"
 	"github.com/halvm/halvm-release/verify/checks"
 )
 
@@ -208,5 +211,53 @@ func TestAdoptRebuild(t *testing.T) {
 	reg, _ := regcache.New("127.0.0.1:5000/halvm/cache", nil)
 	if err := RebuildIndependently(context.Background(), pipeline.Plan{}, Options{CacheRegistry: reg}, t.TempDir()); err == nil || !strings.Contains(err.Error(), config.CacheRegistryVar) {
 		t.Fatalf("the independent rebuild with a shared cache: %v", err)
+	}
+}
+
+// TestRebuildRefusesUnreachableInputs: a lock naming inputs the rebuilder
+// can neither find in its input cache nor fetch is refused before anything
+// is built, with every such input named and no verdict claimed.
+func TestRebuildRefusesUnreachableInputs(t *testing.T) {
+	testenv.NeedCommand(t, "git", "git")
+	lock, err := pins.LoadFile("../pins/halvm.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	gone := "file://" + filepath.Join(dir, "gone")
+	l := *lock
+	l.Sources = append([]pins.Source(nil), lock.Sources...)
+	for i := range l.Sources {
+		l.Sources[i].URL = gone + "/" + l.Sources[i].Name + ".git"
+	}
+	l.Files = append([]pins.File(nil), lock.Files...)
+	for i := range l.Files {
+		l.Files[i].URL, l.Files[i].Pending = "http://127.0.0.1:1/"+l.Files[i].Name+".tar.xz", ""
+		if l.Files[i].SHA256 == "" {
+			l.Files[i].SHA256 = strings.Repeat("e", 64)
+		}
+	}
+	want := sources.InputNames(&l)
+	if len(l.Files) == 0 || len(l.Sources) == 0 {
+		t.Fatalf("the lock pins %d files and %d sources", len(l.Files), len(l.Sources))
+	}
+	p := inputsPlan(t, lock, dir, nil)
+	out := filepath.Join(dir, "rebuild")
+	o := Options{Lock: &l, Sources: sources.Options{DebArchives: map[string]string{}}}
+	err = Rebuild(context.Background(), p, o, out, Variation{WorkDir: filepath.Join(dir, "elsewhere"), User: "rebuild"}, checks.Publications{ArchiveKey: []byte("k"), Signed: []string{dir}})
+	var ue *UnreachableInputsError
+	if !errors.As(err, &ue) {
+		t.Fatalf("a lock with unreachable inputs: %v", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w+": ") {
+			t.Errorf("the refusal does not name %s:\n%v", w, err)
+		}
+	}
+	if len(ue.Gaps) != len(want) || !strings.Contains(err.Error(), "no verdict") {
+		t.Errorf("%d gaps, want %d (%v):\n%v", len(ue.Gaps), len(want), want, err)
+	}
+	if _, err := os.Stat(out + ".bin"); err == nil {
+		t.Error("the rebuild program was built: the refusal comes before any build")
 	}
 }

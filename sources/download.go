@@ -220,22 +220,9 @@ func (o Options) open(ctx context.Context, b blob) (io.ReadCloser, error) {
 	case "file":
 		return openLocal(filepath.FromSlash(u.Path), b.size)
 	case "http", "https":
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url, nil)
+		resp, err := o.request(ctx, http.MethodGet, b.url)
 		if err != nil {
 			return nil, err
-		}
-		req.Header.Set("User-Agent", "halvm-release")
-		c := o.HTTPClient
-		if c == nil {
-			c = http.DefaultClient
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			return nil, fmt.Errorf("server answered %s", resp.Status)
 		}
 		if resp.ContentLength >= 0 && b.size != 0 && resp.ContentLength != b.size {
 			resp.Body.Close()
@@ -244,6 +231,29 @@ func (o Options) open(ctx context.Context, b blob) (io.ReadCloser, error) {
 		return resp.Body, nil
 	}
 	return nil, fmt.Errorf("URL scheme %q is not supported (want file, http or https)", u.Scheme)
+}
+
+// request sends one request for u and returns the response of a server
+// that answered 200 OK.
+func (o Options) request(ctx context.Context, method, u string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", "halvm-release")
+	c := o.HTTPClient
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("server answered %s", resp.Status)
+	}
+	return resp, nil
 }
 
 func openLocal(p string, size int64) (io.ReadCloser, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/halvm/halvm-release/verify/vsa"
 	"io"
 	"math"
 	"strings"
@@ -56,6 +57,7 @@ type Result struct {
 	Checked        int
 	Summary        string
 	Details        []string
+	Verdicts       []vsa.Artifact
 	Duration       time.Duration
 	TimeoutSeconds float64
 	// ReusedFrom, on a pass, names the earlier run whose verdict was
@@ -270,21 +272,22 @@ type jsonCounts struct {
 }
 
 type jsonResult struct {
-	Name            string   `json:"name"`
-	Family          string   `json:"family"`
-	FamilyNumber    int      `json:"family_number"`
-	Doc             string   `json:"doc,omitempty"`
-	Required        bool     `json:"required"`
-	Status          Status   `json:"status"`
-	Reason          string   `json:"reason,omitempty"`
-	Remedy          string   `json:"remedy,omitempty"`
-	TimedOut        bool     `json:"timed_out,omitempty"`
-	Checked         int      `json:"checked"`
-	Summary         string   `json:"summary,omitempty"`
-	Details         []string `json:"details,omitempty"`
-	DurationSeconds float64  `json:"duration_seconds"`
-	TimeoutSeconds  float64  `json:"timeout_seconds,omitempty"`
-	ReusedFrom      string   `json:"reused_from,omitempty"`
+	Name            string         `json:"name"`
+	Family          string         `json:"family"`
+	FamilyNumber    int            `json:"family_number"`
+	Doc             string         `json:"doc,omitempty"`
+	Required        bool           `json:"required"`
+	Status          Status         `json:"status"`
+	Reason          string         `json:"reason,omitempty"`
+	Remedy          string         `json:"remedy,omitempty"`
+	TimedOut        bool           `json:"timed_out,omitempty"`
+	Checked         int            `json:"checked"`
+	Summary         string         `json:"summary,omitempty"`
+	Details         []string       `json:"details,omitempty"`
+	Verdicts        []vsa.Artifact `json:"verdicts,omitempty"`
+	DurationSeconds float64        `json:"duration_seconds"`
+	TimeoutSeconds  float64        `json:"timeout_seconds,omitempty"`
+	ReusedFrom      string         `json:"reused_from,omitempty"`
 }
 
 func seconds(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
@@ -318,7 +321,7 @@ func (r *Report) Encode(w io.Writer) error {
 		jr.Checks = append(jr.Checks, jsonResult{
 			Name: res.Name, Family: res.Family.String(), FamilyNumber: int(res.Family), Doc: res.Doc,
 			Required: res.Required, Status: res.Status, Reason: res.Reason, Remedy: res.Remedy, TimedOut: res.TimedOut,
-			Checked: res.Checked, Summary: res.Summary, Details: res.Details,
+			Checked: res.Checked, Summary: res.Summary, Details: res.Details, Verdicts: res.Verdicts,
 			DurationSeconds: seconds(res.Duration), TimeoutSeconds: res.TimeoutSeconds, ReusedFrom: res.ReusedFrom,
 		})
 	}

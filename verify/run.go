@@ -157,7 +157,7 @@ func Run(ctx context.Context, env *Env, checks []Check, o Options) (*Report, err
 			switch {
 			case reused && prev.Status == Pass && prev.ReusedFrom != "" && (o.Select == nil || o.Select(c)):
 				res.Status, res.ReusedFrom = Pass, prev.ReusedFrom
-				res.Checked, res.Summary, res.Details, res.Duration = prev.Checked, prev.Summary, prev.Details, prev.Duration
+				res.Checked, res.Summary, res.Details, res.Verdicts, res.Duration = prev.Checked, prev.Summary, prev.Details, prev.Verdicts, prev.Duration
 				r.progress("reused  %s (passed in run %s)", c.Name, prev.ReusedFrom)
 			case o.Select != nil && !o.Select(c):
 				res.Status, res.Reason = NotRun, "not selected in this run"
@@ -404,6 +404,7 @@ func (res *Result) addEvidence(ev Evidence) {
 	res.Checked = ev.Checked
 	res.Summary = strings.TrimSpace(ev.Summary)
 	res.Details = append(res.Details, ev.Details...)
+	res.Verdicts = ev.Verdicts
 }
 
 // addErrDetails keeps the lines of a multi-line error after its first.

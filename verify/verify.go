@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/halvm/halvm-release/verify/vsa"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,6 +102,10 @@ type Evidence struct {
 	Checked int
 	Summary string
 	Details []string
+	// Verdicts are per-artifact verdicts, for a check that judges each
+	// artifact (the reproducibility rebuild): what a verification
+	// summary (verify/vsa) says of each.
+	Verdicts []vsa.Artifact
 }
 
 // Checked is a shorthand for Evidence{Checked: n, Summary: fmt.Sprintf(...)}.

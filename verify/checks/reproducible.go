@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/halvm/halvm-release/sbom"
 	"github.com/halvm/halvm-release/verify"
 	"github.com/halvm/halvm-release/verify/diff"
+	"github.com/halvm/halvm-release/verify/remote"
 	"github.com/halvm/halvm-release/verify/signed"
 )
 
@@ -135,6 +137,13 @@ func reproducibilityChecks(c Config) []verify.Check {
 				ev.Checked += 3
 				ev.Details = append(ev.Details, "identical SHA256SUMS over the rebuilt files; SHA256SUMS.asc and SHA256SUMS.sig verify over it")
 			}
+			if _, skipped := c.Skipped["sign"]; !skipped {
+				// Each published artifact's verdict, judged as the URL
+				// rebuild judges it: what verify's summary states.
+				vs, verr := rebuildVerdicts(ctx, env, out, apt, dnf, c)
+				ev.Verdicts = remote.Verdicts(vs)
+				err = errors.Join(err, verr)
+			}
 			ev.Summary = strings.TrimSpace(ev.Summary + " (" + v.Describe() + ")")
 			return ev, err
 		},
@@ -241,6 +250,47 @@ func CompareRebuild(ctx context.Context, env *verify.Env, out string, second *pi
 	}
 	ev.Summary = fmt.Sprintf("%d artifacts (tree manifests, .deb, .rpm, image digests and tarball, SBOMs, the lock, Packages, primary) identical in the rebuild", ev.Checked)
 	return ev, nil
+}
+
+// rebuildVerdicts judges every artifact of the release in env against the
+// rebuild in out exactly as the URL rebuild does (remote.Compare, with the
+// public keys of c): each file SHA256SUMS lists, SHA256SUMS and its
+// signatures, every file of the publications apt and dnf against the
+// rebuild's. The error names each artifact that is not IDENTICAL.
+func rebuildVerdicts(ctx context.Context, env *verify.Env, out, apt, dnf string, c Config) ([]remote.Artifact, error) {
+	as, err := env.Artifacts(pipeline.KindChecksums, "")
+	if err != nil || len(as) == 0 {
+		return nil, fmt.Errorf("no verdict per artifact: the release records no %s (%v)", sbom.SumsName, err)
+	}
+	sumsPath := env.Path(as[0].Path)
+	data, err := os.ReadFile(sumsPath)
+	if err != nil {
+		return nil, fmt.Errorf("no verdict per artifact: %w", err)
+	}
+	sums, err := sbom.ParseSums(data)
+	if err != nil {
+		return nil, fmt.Errorf("no verdict per artifact: %s: %w", sumsPath, err)
+	}
+	b, err := remote.ReadRebuilt(out)
+	if err != nil {
+		return nil, fmt.Errorf("no verdict per artifact: %w", err)
+	}
+	keys := signed.Keys{Archive: c.ArchiveKey}
+	if len(c.CosignKey) > 0 {
+		keys.CosignBlob = func(data, sig []byte) error { return cosign.VerifyBlob(c.CosignKey, data, sig) }
+	}
+	r := &remote.Release{Keyring: c.ArchiveKey, Files: filepath.Dir(sumsPath), Apt: apt, Dnf: dnf, Sums: sums}
+	vs := remote.Compare(ctx, r, b, keys, "")
+	var bad []string
+	for _, v := range vs {
+		if v.Verdict.Status != signed.Identical {
+			bad = append(bad, fmt.Sprintf("%s %s (%s): %s", v.Verdict.Status, v.Name, v.Verdict.How, strings.Join(v.Verdict.Detail, "; ")))
+		}
+	}
+	if len(bad) > 0 {
+		return vs, fmt.Errorf("%d of %d published artifact(s) not IDENTICAL:\n%s", len(bad), len(vs), strings.Join(bad, "\n"))
+	}
+	return vs, nil
 }
 
 type sumsFailure struct {

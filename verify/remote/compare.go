@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/halvm/halvm-release/internal/fsutil"
+	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/verify/signed"
 	"github.com/halvm/halvm-release/verify/vsa"
 )
@@ -59,6 +60,9 @@ func Compare(ctx context.Context, r *Release, b Rebuilt, k signed.Keys, registry
 		}
 	}
 	filesPrefix := "files/" + r.ID + "/"
+	if r.ID == "" {
+		filesPrefix = "" // a local release (verify): the names SHA256SUMS gives
+	}
 	add(filesPrefix, r.Files, signed.Sums(r.Files, b.Out, k)...)
 	for _, s := range r.Sums {
 		add(filesPrefix, r.Files, signed.File(r.Files, b.Out, s.Name, k))
@@ -164,7 +168,17 @@ func WriteReport(path string, r *Release, as []Artifact) error {
 func Summary(in vsa.Input, r *Release, as []Artifact) vsa.Input {
 	in.ResourceURI = r.Base + "/files/" + r.ID + "/"
 	in.Passed = Passed(as)
-	in.Artifacts = nil
+	in.Artifacts = Verdicts(as)
+	return in
+}
+
+// Verdicts are the artifacts' verdicts as a verification summary states
+// them: one per artifact, by its published digest, with its verdict and
+// the first line of why; an artifact with no published bytes (EXTRA) is
+// named by an all-zero digest. The URL rebuild and verify's
+// reproducibility check state theirs alike.
+func Verdicts(as []Artifact) []vsa.Artifact {
+	var out []vsa.Artifact
 	for _, a := range as {
 		sum := a.SHA256
 		if sum == "" {
@@ -177,7 +191,33 @@ func Summary(in vsa.Input, r *Release, as []Artifact) vsa.Input {
 				d = d[:200] + "..."
 			}
 		}
-		in.Artifacts = append(in.Artifacts, vsa.Artifact{Name: a.Name, SHA256: sum, Verdict: string(a.Verdict.Status), Detail: d})
+		out = append(out, vsa.Artifact{Name: a.Name, SHA256: sum, Verdict: string(a.Verdict.Status), Detail: d})
 	}
-	return in
+	return out
+}
+
+// ReadRebuilt is what the finished rebuild in dir made: its staged
+// publications and its images, from its ledger.
+func ReadRebuilt(dir string) (Rebuilt, error) {
+	l, err := pipeline.ReadLedger(filepath.Join(dir, "ledger.json"))
+	if err != nil {
+		return Rebuilt{}, fmt.Errorf("the rebuild %s holds no finished rebuild: %w", dir, err)
+	}
+	b := Rebuilt{Out: dir}
+	for _, p := range []struct {
+		kind pipeline.Kind
+		dst  *string
+	}{{pipeline.KindAptRepo, &b.Apt}, {pipeline.KindDnfRepo, &b.Dnf}} {
+		if as := l.Find(p.kind, ""); len(as) > 0 {
+			d := as[0].Path
+			if !filepath.IsAbs(d) {
+				d = filepath.Join(dir, "repos", filepath.FromSlash(d))
+			}
+			*p.dst = d
+		}
+	}
+	for _, a := range l.Find(pipeline.KindOCIImage, "") {
+		b.Images = append(b.Images, Image{Flavour: a.Flavour, Digest: a.SHA256})
+	}
+	return b, nil
 }

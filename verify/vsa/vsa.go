@@ -41,10 +41,10 @@ const (
 
 // Artifact is one verified artifact and its verdict.
 type Artifact struct {
-	Name    string // e.g. a path in the release files, or an image reference
-	SHA256  string // hex
-	Verdict string // e.g. IDENTICAL, DIFFERS, VERIFIED
-	Detail  string // one line, optional
+	Name    string `json:"name"`             // e.g. a path in the release files, or an image reference
+	SHA256  string `json:"sha256"`           // hex
+	Verdict string `json:"verdict"`          // e.g. IDENTICAL, DIFFERS, VERIFIED, NOT CHECKED
+	Detail  string `json:"detail,omitempty"` // one line, optional
 }
 
 // Input is what the summary says.
@@ -226,27 +226,31 @@ func Verify(envelope []byte, v signature.Verifier) (Summary, error) {
 // Sum is one line of a release's SHA256SUMS.
 type Sum struct{ Name, SHA256 string }
 
-// RebuildCheck is the name of verify's reproducibility check whose
-// evidence gives each artifact its verdict.
+// RebuildCheck is the name of verify's reproducibility check, whose
+// per-artifact verdicts the summary states.
 const RebuildCheck = "rebuild-identical"
 
+// NotChecked is the verdict of an artifact no verdict is claimed for: the
+// reproducibility rebuild did not judge it (it did not run, or could not
+// reach the lock's inputs).
+const NotChecked = "NOT CHECKED"
+
 // FromReport fills in's Passed and Artifacts from a verification report
-// (verify.json, as verify writes it) and the release's checksum list
-// (sums, and sumsSHA256, the digest of SHA256SUMS itself): each file the
-// release lists is IDENTICAL when the reproducibility rebuild reproduced
-// it (its digest among the rebuild's identical ones, or the whole check
-// passed) and DIFFERS otherwise; SHA256SUMS is IDENTICAL when the list
-// made over the rebuilt files was the release's and its signatures
-// verified over it. The summary passes only when the whole verification
-// passed.
+// (verify.json, as verify writes it): the artifacts are the verdicts the
+// reproducibility check recorded (its "verdicts", judged as the URL
+// rebuild judges them, remote.Compare), never read from its text. When
+// it recorded none (it did not run, or failed before judging), no verdict
+// is claimed: every file of the release's checksum list (sums) and
+// SHA256SUMS itself (sumsSHA256) is NOT CHECKED, with why. The summary
+// passes only when the whole verification passed.
 func FromReport(in Input, report []byte, sums []Sum, sumsSHA256 string) (Input, error) {
 	var r struct {
 		Status string `json:"status"`
 		Checks []struct {
-			Name    string   `json:"name"`
-			Status  string   `json:"status"`
-			Reason  string   `json:"reason"`
-			Details []string `json:"details"`
+			Name     string     `json:"name"`
+			Status   string     `json:"status"`
+			Reason   string     `json:"reason"`
+			Verdicts []Artifact `json:"verdicts"`
 		} `json:"checks"`
 	}
 	if err := json.Unmarshal(report, &r); err != nil {
@@ -256,47 +260,27 @@ func FromReport(in Input, report []byte, sums []Sum, sumsSHA256 string) (Input, 
 		return in, errors.New("the verification report is not finished (status running)")
 	}
 	in.Passed = r.Status == "pass"
-	found := false
-	rebuildPassed, reason := false, "the verification has no reproducibility check"
-	identical := map[string]bool{}
-	sumsIdentical := false
+	in.Artifacts = nil
+	reason := "the verification has no reproducibility check"
 	for _, c := range r.Checks {
 		if c.Name != RebuildCheck {
 			continue
 		}
-		found = true
-		rebuildPassed = c.Status == "pass"
-		reason = c.Reason
+		in.Artifacts = c.Verdicts
+		in.Passed = in.Passed && c.Status == "pass"
+		reason = "the reproducibility rebuild gave no verdicts: " + c.Reason
 		if c.Status == "not-run" {
 			reason = "the reproducibility rebuild did not run: " + c.Reason
 		}
-		for _, d := range c.Details {
-			f := strings.Fields(d)
-			if len(f) > 1 && f[0] == "identical" {
-				if f[1] == "SHA256SUMS" {
-					sumsIdentical = true
-				}
-				if f[len(f)-2] == "sha256" {
-					identical[f[len(f)-1]] = true
-				}
-			}
-		}
 	}
-	if !found {
-		in.Passed = false
+	if len(in.Artifacts) > 0 {
+		return in, nil
 	}
-	verdict := func(ok bool) (string, string) {
-		if ok {
-			return "IDENTICAL", ""
-		}
-		return "DIFFERS", oneLine(reason)
-	}
-	in.Artifacts = nil
-	v, d := verdict(rebuildPassed || sumsIdentical)
-	in.Artifacts = append(in.Artifacts, Artifact{Name: "SHA256SUMS", SHA256: sumsSHA256, Verdict: v, Detail: d})
+	in.Passed = false
+	d := oneLine(reason)
+	in.Artifacts = append(in.Artifacts, Artifact{Name: "SHA256SUMS", SHA256: sumsSHA256, Verdict: NotChecked, Detail: d})
 	for _, s := range sums {
-		v, d := verdict(rebuildPassed || identical[s.SHA256])
-		in.Artifacts = append(in.Artifacts, Artifact{Name: s.Name, SHA256: s.SHA256, Verdict: v, Detail: d})
+		in.Artifacts = append(in.Artifacts, Artifact{Name: s.Name, SHA256: s.SHA256, Verdict: NotChecked, Detail: d})
 	}
 	return in, nil
 }

@@ -159,10 +159,10 @@ func TestStockCosignVerifiesTheSummary(t *testing.T) {
 	}
 }
 
-func report(status, rebuild string, details ...string) []byte {
+func report(status, rebuild string, verdicts ...Artifact) []byte {
 	b, _ := json.Marshal(map[string]any{"status": status, "checks": []map[string]any{
 		{"name": "apt-install-halvm", "status": "pass"},
-		{"name": RebuildCheck, "status": rebuild, "reason": "the rebuild differs: 1 of 3 artifact(s)\nmore", "details": details},
+		{"name": RebuildCheck, "status": rebuild, "reason": "the rebuild differs: 1 of 3 artifact(s)\nmore", "verdicts": verdicts},
 	}})
 	return b
 }
@@ -178,7 +178,11 @@ func TestFromReport(t *testing.T) {
 		}
 		return m
 	}
-	in, err := FromReport(input(), report("pass", "pass"), sumsList, sumsDigest)
+	judged := func(rpm, detail string) []Artifact {
+		return []Artifact{{Name: "SHA256SUMS", SHA256: sumsDigest, Verdict: "IDENTICAL"}, {Name: "halvm_2.4.3-1_amd64.deb", SHA256: debSum, Verdict: "IDENTICAL"},
+			{Name: "halvm-2.4.3-1.x86_64.rpm", SHA256: rpmSum, Verdict: rpm, Detail: detail}}
+	}
+	in, err := FromReport(input(), report("pass", "pass", judged("IDENTICAL", "")...), sumsList, sumsDigest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,8 +195,7 @@ func TestFromReport(t *testing.T) {
 		}
 	}
 	// The rpm differs: only it.
-	in, err = FromReport(input(), report("fail", "fail",
-		"identical deb halvm sha256 "+debSum, "DIFFERS   rpm halvm", "identical SHA256SUMS over the rebuilt files; SHA256SUMS.asc and SHA256SUMS.sig verify over it"), sumsList, sumsDigest)
+	in, err = FromReport(input(), report("fail", "fail", judged("DIFFERS", "the rebuild differs: 1 of 3 artifact(s)")...), sumsList, sumsDigest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,13 +210,14 @@ func TestFromReport(t *testing.T) {
 	if !strings.Contains(string(st), `"verificationResult":"FAILED"`) || !strings.Contains(string(st), "the rebuild differs: 1 of 3") {
 		t.Errorf("the statement of a failed rebuild: %s", st)
 	}
-	// No rebuild check at all, or one that did not run: never PASSED.
-	for _, r := range [][]byte{[]byte(`{"status":"pass","checks":[{"name":"x","status":"pass"}]}`), report("fail", "not-run")} {
+	// No rebuild check at all, one that did not run, or one that judged
+	// nothing (its inputs out of reach): no verdict claimed, never PASSED.
+	for _, r := range [][]byte{[]byte(`{"status":"pass","checks":[{"name":"x","status":"pass"}]}`), report("fail", "not-run"), report("fail", "fail")} {
 		in, err := FromReport(input(), r, sumsList, sumsDigest)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if in.Passed || verdicts(in)["halvm_2.4.3-1_amd64.deb"] != "DIFFERS" {
+		if in.Passed || verdicts(in)["halvm_2.4.3-1_amd64.deb"] != NotChecked || verdicts(in)["SHA256SUMS"] != NotChecked {
 			t.Errorf("%s: passed %v, verdicts %v", r, in.Passed, verdicts(in))
 		}
 	}
