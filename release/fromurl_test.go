@@ -12,21 +12,23 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/halvm/halvm-release/internal/devkeys"
+	"github.com/halvm/halvm-release/internal/netns"
 	"github.com/halvm/halvm-release/internal/nginx"
 	"github.com/halvm/halvm-release/internal/pgp"
 	"github.com/halvm/halvm-release/internal/pipeline"
+	"github.com/halvm/halvm-release/internal/regcache/regtest"
 	"github.com/halvm/halvm-release/internal/rootfs/rootfstest"
 	"github.com/halvm/halvm-release/internal/run"
 	"github.com/halvm/halvm-release/internal/testenv"
 	"github.com/halvm/halvm-release/oci/cosign"
-	"github.com/halvm/halvm-release/oci/registry"
 	"github.com/halvm/halvm-release/verify/vsa"
 )
 
 // rebuildFromURL is issue 16's done-when on the demo TestDemo published
 // (out, its publish root out/repos, its repositories' URL http://addr):
 // the release served by nginx (workers as www-data) at that URL and its
-// images by the docker-registry, a separate process rebuilds it from the
+// images by Debian's docker-registry, a separate process in a network
+// namespace that reaches only those two servers rebuilds it from the
 // URL alone (`go run mage.go rebuild <URL>`) with the archive key's
 // fingerprint and the public keys, no private key, another build root,
 // umask, TZ, locale, USER and HOME: every artifact IDENTICAL, and the
@@ -64,11 +66,7 @@ func rebuildFromURL(ctx context.Context, t *testing.T, out, demoCache, addr stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.Start(filepath.Join(t.TempDir(), "registry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
+	reg := regtest.Start(t)
 	prefix := reg.Addr + "/halvm"
 	for _, a := range l.Find(pipeline.KindOCISigned, "") {
 		repo, err := name.NewRepository(prefix+"/"+a.Flavour, name.Insecure)
@@ -88,6 +86,19 @@ func rebuildFromURL(ctx context.Context, t *testing.T, out, demoCache, addr stri
 	kr, err := pgp.ReadKeyring(pubPGP)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The rebuilder's network: a namespace of its own that reaches the
+	// web server and the registry, at their addresses, and nothing else.
+	testenv.NeedCommand(t, "iproute2", "ip")
+	ns, err := netns.New(ctx, "halvm-rebuilder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	for _, a := range []string{addr, reg.Addr} {
+		if err := ns.Forward(a); err != nil {
+			t.Fatal(err)
+		}
 	}
 	me := t.TempDir()
 	priv, pub, err := cosign.GenerateKey([]byte("rebuilder"))
@@ -126,7 +137,7 @@ func rebuildFromURL(ctx context.Context, t *testing.T, out, demoCache, addr stri
 		env = append(env, extra...)
 		var b bytes.Buffer
 		start := time.Now()
-		err := run.Run(ctx, run.Cmd{Args: []string{"sh", "-c", `umask 0027 && exec go run mage.go rebuild "$0"`, url}, Dir: "..", Env: env, Stdout: &b, Stderr: &b})
+		err := run.Run(ctx, run.Cmd{Args: ns.Exec("sh", "-c", `umask 0027 && exec go run mage.go rebuild "$0"`, url), Dir: "..", Env: env, Stdout: &b, Stderr: &b})
 		t.Logf("%s: go run mage.go rebuild %s took %s:\n%s", what, url, time.Since(start).Round(time.Second), b.String())
 		return b.String(), err
 	}

@@ -65,6 +65,7 @@ var Table = []Package{
 	{Name: "git", Commands: []string{"git"}, NeededBy: []string{Demo, "sources", "toolchain", PinsUpdate, Tests}, Why: "fetches and checks out the pinned sources (the sample upstream is made of git repositories)"},
 	{Name: "gpg", Commands: []string{"gpg", "gpgconf"}, NeededBy: []string{Tests}, Why: "OpenPGP interop tests check our signatures and keys with GnuPG"},
 	{Name: "gpgv", Commands: []string{"gpgv"}, NeededBy: []string{"verify", Tests}, Why: "the signature checks verify Release, repomd.xml and SHA256SUMS.asc as apt does"},
+	{Name: "iproute2", Commands: []string{"ip"}, NeededBy: []string{Tests}, Why: "the rebuild-from-URL test runs the rebuilder in a network namespace of its own that reaches only the release's web server and registry (internal/netns)"},
 	{Name: "libffi-dev", Files: []string{"/usr/lib/x86_64-linux-gnu/libffi.so"}, NeededBy: []string{"toolchain", Tests}, Why: "GHC's RTS links libffi"},
 	{Name: "libgmp-dev", Files: []string{"/usr/include/x86_64-linux-gnu/gmp.h"}, NeededBy: []string{"toolchain", Tests}, Why: "the halvm-gmp flavour's integer-gmp"},
 	{Name: "libgmp10", Files: []string{"/usr/lib/x86_64-linux-gnu/libgmp.so.10"}, NeededBy: []string{"toolchain", Tests}, Why: "a runtime library of the GHC 8.0.2 bootstrap bindist"},
