@@ -29,6 +29,7 @@ import (
 	"github.com/halvm/halvm-release/sbom"
 	"github.com/halvm/halvm-release/verify"
 	"github.com/halvm/halvm-release/verify/checks"
+	"github.com/halvm/halvm-release/verify/checks/checkstest"
 )
 
 // demoChecks runs, on TestDemo's finished demo in out, the tests of the
@@ -142,33 +143,7 @@ func (c *demoCopy) setImage(hex, ref string) {
 // check runs one check of the suite on the copy and returns its result.
 func (c *demoCopy) check(t *testing.T, name string) verify.Result {
 	t.Helper()
-	for _, s := range checks.Suite(c.cfg) {
-		if s.Name == name {
-			s.After = nil
-			rep, err := verify.Run(context.Background(), c.env, []verify.Check{s}, verify.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := rep.Results[0]
-			t.Logf("%s: %s: %s%s\n  %s", name, res.Status, res.Summary, res.Reason, strings.Join(res.Details, "\n  "))
-			return res
-		}
-	}
-	t.Fatalf("no check %s in the suite", name)
-	return verify.Result{}
-}
-
-func wantResult(t *testing.T, res verify.Result, want verify.Status, reasonHas ...string) {
-	t.Helper()
-	if res.Status != want {
-		t.Fatalf("%s: status %s (%s), want %s", res.Name, res.Status, res.Reason, want)
-	}
-	all := res.Reason + "\n" + strings.Join(res.Details, "\n")
-	for _, s := range reasonHas {
-		if !strings.Contains(all, s) {
-			t.Errorf("%s: the report does not say %q:\n%s", res.Name, s, all)
-		}
-	}
+	return checkstest.RunCheck(t, c.env, c.cfg, name)
 }
 
 // imageDebs: the images hold the released .debs' files; an image built
@@ -178,7 +153,7 @@ func (d demoDist) imageDebs(t *testing.T) {
 	c := d.copy(t)
 	c.serveImages(t)
 	res := c.check(t, checks.CheckImageDebs)
-	wantResult(t, res, verify.Pass)
+	checkstest.WantStatus(t, res, verify.Pass)
 	if res.Checked < 10 {
 		t.Errorf("checked only %d files", res.Checked)
 	}
@@ -225,7 +200,7 @@ func (d demoDist) imageDebs(t *testing.T) {
 			t.Fatal(err)
 		}
 		rel, _ := filepath.Rel(tree, victim)
-		wantResult(t, c.check(t, checks.CheckImageDebs), verify.Fail, "1 image(s) do not hold the released packages", "/"+rel+": ")
+		checkstest.WantStatus(t, c.check(t, checks.CheckImageDebs), verify.Fail, "1 image(s) do not hold the released packages", "/"+rel+": ")
 	})
 }
 
@@ -235,7 +210,7 @@ func (d demoDist) imageRefIsTheLedgers(t *testing.T) {
 	testenv.NeedCommand(t, "docker.io", "docker")
 	c := d.copy(t)
 	c.setImage(strings.Repeat("ab", 32), "")
-	wantResult(t, c.check(t, checks.CheckImageRun("halvm")), verify.Fail, "is not the ledger's digest")
+	checkstest.WantStatus(t, c.check(t, checks.CheckImageRun("halvm")), verify.Fail, "is not the ledger's digest")
 }
 
 // imageWithoutToolchain: an image whose toolchain is missing (the
@@ -295,7 +270,7 @@ func (d demoDist) imageWithoutToolchain(t *testing.T) {
 	if res.Status == verify.NotRun && strings.Contains(res.Reason, "docker") {
 		testenv.Unavailable(t, "docker daemon: "+res.Reason, res.Remedy)
 	}
-	wantResult(t, res, verify.Fail, "the image "+ref.String()+" does not hold the toolchain: halvm-ghc is not on its PATH (docker run exits 127)")
+	checkstest.WantStatus(t, res, verify.Fail, "the image "+ref.String()+" does not hold the toolchain: halvm-ghc is not on its PATH (docker run exits 127)")
 	if !strings.Contains(res.Reason+strings.Join(res.Details, "\n"), "executable file not found") {
 		t.Errorf("the report does not carry docker's own explanation: %q", res.Reason)
 	}
@@ -310,7 +285,7 @@ func (d demoDist) bootWrongText(t *testing.T) {
 	c := d.copy(t)
 	c.cfg.Programs = []checks.Program{{Source: "Hello.hs", Expect: "Hello, World!",
 		Text: []byte("import Hypervisor.Console\nmain = do con <- initXenConsole; writeConsole con \"Goodbye, World!\\n\"\n")}}
-	wantResult(t, c.check(t, checks.CheckBoot("halvm")), verify.Fail, "1 of 1 unikernel(s) built by the installed halvm did not boot as expected",
+	checkstest.WantStatus(t, c.check(t, checks.CheckBoot("halvm")), verify.Fail, "1 of 1 unikernel(s) built by the installed halvm did not boot as expected",
 		`guest printed "Goodbye, World!", expected "Hello, World!"`)
 }
 

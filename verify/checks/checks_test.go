@@ -145,33 +145,12 @@ func copyOf(t *testing.T, f fixture) *rel {
 // runCheck runs one check of the suite and returns its result.
 func (r *rel) runCheck(t *testing.T, name string) verify.Result {
 	t.Helper()
-	for _, c := range checks.Suite(r.cfg) {
-		if c.Name == name {
-			c.After = nil
-			rep, err := verify.Run(context.Background(), r.env, []verify.Check{c}, verify.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := rep.Results[0]
-			t.Logf("%s: %s: %s%s\n  %s", name, res.Status, res.Summary, res.Reason, strings.Join(res.Details, "\n  "))
-			return res
-		}
-	}
-	t.Fatalf("no check %s in the suite", name)
-	return verify.Result{}
+	return checkstest.RunCheck(t, r.env, r.cfg, name)
 }
 
 func wantStatus(t *testing.T, res verify.Result, want verify.Status, reasonHas ...string) {
 	t.Helper()
-	if res.Status != want {
-		t.Fatalf("%s: status %s (%s), want %s", res.Name, res.Status, res.Reason, want)
-	}
-	all := res.Reason + "\n" + strings.Join(res.Details, "\n")
-	for _, s := range reasonHas {
-		if !strings.Contains(all, s) {
-			t.Errorf("%s: the report does not say %q:\n%s", res.Name, s, all)
-		}
-	}
+	checkstest.WantStatus(t, res, want, reasonHas...)
 }
 
 func otherKey(t *testing.T) []byte {
