@@ -27,7 +27,8 @@ import (
 // lintian and rpm's signature check, and the repositories published. Then
 // it runs the demo again with nothing changed (every stage that can be is
 // skipped as unchanged, every verdict reused), once more with publish
-// failing, and resumes: only publish runs again.
+// failing, and resumes: only publish runs again. Last, the verify suite's
+// tests that need a real release run on copies of it (demoChecks).
 func TestDemo(t *testing.T) {
 	testenv.NeedCommand(t, "dpkg", "dpkg-deb")
 	testenv.NeedCommand(t, "lintian", "lintian")
@@ -161,6 +162,10 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the resumed release did not redo publish: %+v", s)
 	}
 	assertVerdictsReused(t, out, first.Run())
+
+	// The verify suite's tests that need a real release, each on a copy
+	// of this one (no demo of their own).
+	demoChecks(t, out, filepath.Join(cache, "demo"), cache)
 }
 
 // freeAddr is a free loopback address, the same for every run of a test:

@@ -21,38 +21,34 @@ import (
 	"github.com/halvm/halvm-release/internal/testenv"
 	"github.com/halvm/halvm-release/oci/cosign"
 	"github.com/halvm/halvm-release/pins"
-	"github.com/halvm/halvm-release/release"
 	"github.com/halvm/halvm-release/sbom"
 	"github.com/halvm/halvm-release/verify"
 	"github.com/halvm/halvm-release/verify/checks"
 	"github.com/halvm/halvm-release/verify/checks/checkstest"
 )
 
-// fixture is a release the tests verify: the synthetic one
-// (verify/checks/checkstest, built in seconds, what every check's own
-// tests run on), or the one full demo release (release.Demo, whose verify
-// stage runs this suite), built only for TestDemoRunsTheSuite, the
-// integration test.
-// Each is built at most once per test binary.
+// fixture is the release the tests verify: the synthetic one
+// (verify/checks/checkstest, built in seconds), built at most once per
+// test binary. The tests that need a real release (pushed and saved
+// images of a real toolchain, a unikernel that boots under Xen) run on
+// the one full demo of release's TestDemo (release/demo_checks_test.go).
 type fixture struct {
-	dist  string
-	keys  devkeys.Files
-	lock  *pins.Lock
-	err   error
-	log   string
-	taken time.Duration
+	dist string
+	keys devkeys.Files
+	lock *pins.Lock
+	err  error
 }
 
 var (
-	synthOnce, demoOnce sync.Once
-	synthFix, demoFix   fixture
-	fixDirs             []string
+	synthOnce sync.Once
+	synthFix  fixture
+	synthDir  string
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for _, d := range fixDirs {
-		os.RemoveAll(d)
+	if synthDir != "" {
+		os.RemoveAll(synthDir)
 	}
 	os.Exit(code)
 }
@@ -64,69 +60,31 @@ func needTools(t *testing.T) {
 	testenv.NeedCommand(t, "dpkg", "dpkg-deb")
 }
 
-// buildOnce builds f once per test binary: build gets the project's lock
-// and a fresh directory (removed by TestMain), and fills in f.
-func buildOnce(o *sync.Once, f *fixture, what string, build func(lock *pins.Lock, dir string)) fixture {
-	o.Do(func() {
-		lock, err := pins.LoadFile("../../pins/halvm.lock")
-		if err != nil {
-			f.err = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "halvm-checks-"+what+"-")
-		if err != nil {
-			f.err = err
-			return
-		}
-		fixDirs = append(fixDirs, dir)
-		build(lock, dir)
-	})
-	return *f
-}
-
 // synth is the synthetic release (checkstest.Build of the project's lock).
 func synth(t *testing.T) fixture {
 	t.Helper()
 	needTools(t)
-	f := buildOnce(&synthOnce, &synthFix, "synth", func(lock *pins.Lock, dir string) {
-		r, err := checkstest.Build(context.Background(), dir, lock)
+	synthOnce.Do(func() {
+		lock, err := pins.LoadFile("../../pins/halvm.lock")
 		if err != nil {
 			synthFix.err = err
 			return
 		}
-		synthFix = fixture{dist: r.Dist, keys: r.Keys, lock: r.Lock, taken: r.Taken}
-	})
-	if f.err != nil {
-		t.Fatalf("the synthetic release: %v", f.err)
-	}
-	return f
-}
-
-// demo is the one full demo release of this test binary (TestDemoRunsTheSuite only).
-func demo(t *testing.T) fixture {
-	t.Helper()
-	needTools(t)
-	testenv.NeedCommand(t, "autoconf", "autoconf")
-	f := buildOnce(&demoOnce, &demoFix, "demo", func(real *pins.Lock, dir string) {
-		cache := filepath.Join(rootfstest.CacheDir(), "demo")
-		var log bytes.Buffer
-		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-		defer cancel()
-		start := time.Now()
-		_, demoFix.err = release.Demo(ctx, release.DemoOptions{OutDir: filepath.Join(dir, "dist"), CacheDir: cache, WorkDir: filepath.Join(dir, "work"),
-			RealLock: real, Addr: "127.0.0.1:0", Log: &log})
-		demoFix.taken = time.Since(start)
-		demoFix.log = log.String()
-		demoFix.dist = filepath.Join(dir, "dist")
-		demoFix.keys = devkeys.In(filepath.Join(cache, "dev-keys"))
-		if demoFix.err == nil {
-			demoFix.lock, demoFix.err = pins.LoadFile(filepath.Join(demoFix.dist, "sample.lock"))
+		if synthDir, err = os.MkdirTemp("", "halvm-checks-synth-"); err != nil {
+			synthFix.err = err
+			return
 		}
+		r, err := checkstest.Build(context.Background(), synthDir, lock)
+		if err != nil {
+			synthFix.err = err
+			return
+		}
+		synthFix = fixture{dist: r.Dist, keys: r.Keys, lock: r.Lock}
 	})
-	if f.err != nil {
-		t.Fatalf("the demo release: %v\n%s", f.err, f.log)
+	if synthFix.err != nil {
+		t.Fatalf("the synthetic release: %v", synthFix.err)
 	}
-	return f
+	return synthFix
 }
 
 // rel is a private copy of a release a test may tamper with.
@@ -142,12 +100,6 @@ type rel struct {
 func copyRelease(t *testing.T) *rel {
 	t.Helper()
 	return copyOf(t, synth(t))
-}
-
-// copyDemo copies the demo release (TestDemoRunsTheSuite only).
-func copyDemo(t *testing.T) *rel {
-	t.Helper()
-	return copyOf(t, demo(t))
 }
 
 func copyOf(t *testing.T, f fixture) *rel {
@@ -193,33 +145,12 @@ func copyOf(t *testing.T, f fixture) *rel {
 // runCheck runs one check of the suite and returns its result.
 func (r *rel) runCheck(t *testing.T, name string) verify.Result {
 	t.Helper()
-	for _, c := range checks.Suite(r.cfg) {
-		if c.Name == name {
-			c.After = nil
-			rep, err := verify.Run(context.Background(), r.env, []verify.Check{c}, verify.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := rep.Results[0]
-			t.Logf("%s: %s: %s%s\n  %s", name, res.Status, res.Summary, res.Reason, strings.Join(res.Details, "\n  "))
-			return res
-		}
-	}
-	t.Fatalf("no check %s in the suite", name)
-	return verify.Result{}
+	return checkstest.RunCheck(t, r.env, r.cfg, name)
 }
 
 func wantStatus(t *testing.T, res verify.Result, want verify.Status, reasonHas ...string) {
 	t.Helper()
-	if res.Status != want {
-		t.Fatalf("%s: status %s (%s), want %s", res.Name, res.Status, res.Reason, want)
-	}
-	all := res.Reason + "\n" + strings.Join(res.Details, "\n")
-	for _, s := range reasonHas {
-		if !strings.Contains(all, s) {
-			t.Errorf("%s: the report does not say %q:\n%s", res.Name, s, all)
-		}
-	}
+	checkstest.WantStatus(t, res, want, reasonHas...)
 }
 
 func otherKey(t *testing.T) []byte {
@@ -557,7 +488,7 @@ func (r *rel) republishHalvm(t *testing.T, modify func(tree string)) {
 	r.cfg.AptDir = repo
 }
 
-// TestAptInstall installs each flavour from the demo's publication in a
+// TestAptInstall installs each flavour from the synthetic release's publication in a
 // clean Debian 12 rootfs; then broken packages, republished and signed
 // with the archive key, are caught: a postinst that leaves a file behind
 // by the purge check, the leftover named; a dependency no repository has
@@ -637,7 +568,7 @@ func TestDnfInstall(t *testing.T) {
 }
 
 // TestImageChecksNeedTheRecordedImage: no image in the ledger fails the
-// required image checks (a release without skips; demoImageRefIsTheLedgers
+// required image checks (a release without skips; release's demoChecks
 // has the ref that is not the ledger's digest).
 func TestImageChecksNeedTheRecordedImage(t *testing.T) {
 	testenv.NeedCommand(t, "docker.io", "docker")

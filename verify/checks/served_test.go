@@ -20,17 +20,6 @@ import (
 	"github.com/halvm/halvm-release/verify/checks"
 )
 
-// serveImages re-serves the copy's saved signed images (the demo's
-// registry is gone) and points the copy's ledger at them.
-func (r *rel) serveImages(t *testing.T) {
-	t.Helper()
-	stop, err := release.ServeSavedImages(context.Background(), r.env, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stop() })
-}
-
 // linkRelease hard-links f's dist/ into a fresh directory named name (cp
 // -al: cheap, no copy of the bytes). A test changes a file only by
 // replacing it (replaceFile), never by writing into it: the fixture's

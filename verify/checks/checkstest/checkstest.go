@@ -10,7 +10,7 @@
 //
 // It builds no image and no real toolchain: the ledger records the image
 // stage as skipped, and the image, boot and rebuild checks are exercised
-// by the one test on a full demo release.
+// on copies of the one full demo release (release's TestDemo).
 package checkstest
 
 import (
