@@ -71,20 +71,12 @@ func (r *runner) repos(ctx context.Context, p pipeline.Plan, l *pipeline.Ledger)
 		return err
 	}
 	r.out.repos = &reposResult{staged: s}
-	// The ledger records publications relative to the publish root: a
-	// verification resolves them against the root it is given, never
-	// against the directory the release ran in.
-	apt, dnf := c.StagedDirs(s)
-	for _, p := range []struct {
-		kind      pipeline.Kind
-		name, dir string
-		pub       string
-	}{{pipeline.KindAptRepo, "apt", apt, s.Apt}, {pipeline.KindDnfRepo, "dnf", dnf, s.Dnf}} {
-		rel, err := filepath.Rel(c.Root, p.dir)
-		if err != nil {
-			return fmt.Errorf("recording the %s publication: %w", p.name, err)
-		}
-		l.Add(pipeline.Artifact{Kind: p.kind, Name: p.name, Path: filepath.ToSlash(rel), Commit: p.pub})
+	pubs, err := c.StagedArtifacts(s)
+	if err != nil {
+		return err
+	}
+	for _, a := range pubs {
+		l.Add(a)
 	}
 	return nil
 }

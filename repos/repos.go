@@ -18,6 +18,7 @@ import (
 
 	"github.com/halvm/halvm-release/debian"
 	"github.com/halvm/halvm-release/internal/pgp"
+	"github.com/halvm/halvm-release/internal/pipeline"
 	"github.com/halvm/halvm-release/publish"
 	"github.com/halvm/halvm-release/rpm"
 )
@@ -172,6 +173,26 @@ func Prepare(ctx context.Context, c Config, debs, rpms []string) (Staged, error)
 // before they go live).
 func (c Config) StagedDirs(s Staged) (apt, dnf string) {
 	return filepath.Join(c.AptDir(), "publications", s.Apt), filepath.Join(c.DnfDir(), "publications", s.Dnf)
+}
+
+// StagedArtifacts are the ledger's records of staged publications, with
+// paths relative to the publish root: a verification resolves them against
+// the root it is given, never against the directory the release ran in.
+func (c Config) StagedArtifacts(s Staged) ([]pipeline.Artifact, error) {
+	apt, dnf := c.StagedDirs(s)
+	var out []pipeline.Artifact
+	for _, p := range []struct {
+		kind      pipeline.Kind
+		name, dir string
+		pub       string
+	}{{pipeline.KindAptRepo, "apt", apt, s.Apt}, {pipeline.KindDnfRepo, "dnf", dnf, s.Dnf}} {
+		rel, err := filepath.Rel(c.Root, p.dir)
+		if err != nil {
+			return nil, fmt.Errorf("recording the %s publication: %w", p.name, err)
+		}
+		out = append(out, pipeline.Artifact{Kind: p.kind, Name: p.name, Path: filepath.ToSlash(rel), Commit: p.pub})
+	}
+	return out, nil
 }
 
 // Activate makes both staged publications live (apt first, then dnf; each

@@ -130,17 +130,12 @@ func Build(ctx context.Context, dir string, lock *pins.Lock) (*Release, error) {
 	if err != nil {
 		return nil, err
 	}
-	apt, dnf := rc.StagedDirs(staged)
-	for _, r := range []struct {
-		kind      pipeline.Kind
-		name, dir string
-		pub       string
-	}{{pipeline.KindAptRepo, "apt", apt, staged.Apt}, {pipeline.KindDnfRepo, "dnf", dnf, staged.Dnf}} {
-		rel, err := filepath.Rel(rc.Root, r.dir)
-		if err != nil {
-			return nil, err
-		}
-		l.Add(pipeline.Artifact{Kind: r.kind, Name: r.name, Path: filepath.ToSlash(rel), Commit: r.pub})
+	pubs, err := rc.StagedArtifacts(staged)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range pubs {
+		l.Add(a)
 	}
 	// The sign stage: SHA256SUMS over the release files.
 	sv, err := cosign.LoadSigner(keys.CosignSource())
