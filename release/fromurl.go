@@ -38,11 +38,11 @@ const (
 // Rebuild verify's reproducibility check runs (a separate process without
 // network, another build root, umask, TZ, locale, USER, HOME; no private
 // key: it reuses the published signatures where they verify over its
-// bytes; a lock naming inputs it can neither find in its input cache nor
-// fetch is refused before building, each one named in the report, which
-// then gives no verdict, and no summary is written), into <HALVM_OUT>/rebuild (or compares with the finished rebuild
+// bytes) into <HALVM_OUT>/rebuild (or compares with the finished rebuild
 // c.RebuildFrom), and judges every published artifact, IDENTICAL or
-// DIFFERS. It writes <HALVM_OUT>/rebuild-report.txt and, with the
+// DIFFERS. A lock naming inputs the rebuilder can neither find in its
+// input cache nor fetch is refused before building: the report names each
+// one and gives no verdict, and no summary is written. It writes <HALVM_OUT>/rebuild-report.txt and, with the
 // rebuilder's own cosign key (HALVM_VSA_KEY_FILE), the signed SLSA
 // verification summary <HALVM_OUT>/rebuild.vsa.json (one subject per
 // artifact, PASSED or FAILED; written either way). It returns an error
